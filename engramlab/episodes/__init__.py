@@ -1,0 +1,1 @@
+"""Episodes: data in (standard-format readers, sampler, corruptions), nothing model-specific."""

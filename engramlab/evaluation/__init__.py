@@ -1,0 +1,1 @@
+"""Metrics and the benchmark suites that reproduce the papers' tables."""

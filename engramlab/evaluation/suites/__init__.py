@@ -1,0 +1,1 @@
+"""Benchmark suites, one module each, registered with @register_suite."""

@@ -1,0 +1,1 @@
+"""Building blocks shared by several memories (likelihoods, matrix-normal, ResBlocks, crops)."""

@@ -1,0 +1,1 @@
+"""The one meta-training loop: optimiser, clipping, schedule, checkpoints, resume, DDP."""
