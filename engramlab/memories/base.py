@@ -69,12 +69,15 @@ class Memory(nn.Module):
         Config: the frozen dataclass of the memory's hyperparameters.
         value_range: (low, high) of valid pattern values, checked on write and read.
         generative: whether ``generate`` is implemented.
+        default_pattern_shape: the pattern shape of the paper's main setting, used to report
+            parameter counts in `engram list --verbose`.
     """
 
     Config: ClassVar[type] = MemoryConfig
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     generative: ClassVar[bool] = False
     registry_name: ClassVar[str] = ""
+    default_pattern_shape: ClassVar[tuple[int, ...] | None] = None  # for `engram list --verbose`
 
     def __init__(self, config: Any, pattern_shape: tuple[int, ...]):
         super().__init__()
