@@ -175,9 +175,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     else:
         resource = resources.files("engramlab") / "configs" / f"{name_or_path}.toml"
         if not resource.is_file():
-            raise BadConfig(
-                f"unknown preset '{name_or_path}'; known presets: {', '.join(preset_names()) or 'none'}"
-            )
+            raise BadConfig(f"unknown preset '{name_or_path}'; known presets: {', '.join(preset_names()) or 'none'}")
         text = resource.read_text()
     try:
         return tomllib.loads(text)

@@ -25,8 +25,8 @@ import json
 import logging
 import math
 import os
-import platform
 import pkgutil
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,9 +212,13 @@ def run_suite(
     md_path = out_dir / f"{ctx.run_name}.md"
     _atomic_write(json_path, json.dumps(record, indent=2, default=_json_default))
     title = result.title or f"{name} ({ctx.run_name} preset)"
-    md = [f"# {title}\n", f"`engram bench {name}{' --quick' if quick else ''} --seed {seed}` — "
-          f"{wall:.0f} s on {ctx.device} ({record['environment']['processor']}, "
-          f"torch {torch.__version__})\n", markdown_table(result.rows, result.columns)]
+    md = [
+        f"# {title}\n",
+        f"`engram bench {name}{' --quick' if quick else ''} --seed {seed}` — "
+        f"{wall:.0f} s on {ctx.device} ({record['environment']['processor']}, "
+        f"torch {torch.__version__})\n",
+        markdown_table(result.rows, result.columns),
+    ]
     md += [f"- {note}" for note in result.notes]
     md += [f"\n![{fig}]({fig})" for fig in figures]
     _atomic_write(md_path, "\n".join(md) + "\n")
