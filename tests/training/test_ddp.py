@@ -1,0 +1,93 @@
+"""DDP through torchrun on CPU (gloo, 2 processes): identical weights, mean gradients, rank 0 writes."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from trainhelp import ToySource, make_memory
+
+from engramlab.training import TrainConfig
+from engramlab.training.loop import build_optimizer
+
+pytestmark = pytest.mark.slow
+
+STEPS = 3
+CONFIG = dict(steps=STEPS, lr=5e-2, optimizer="adam", clip_norm=None, eval_every=0, checkpoint_every=1)
+
+SCRIPT = """
+import os, sys
+sys.path.insert(0, {helpers!r})
+import torch
+from trainhelp import ToySource, make_memory
+from engramlab.training import TrainConfig, Trainer
+
+rank = int(os.environ["RANK"])
+record = {{"grads": [], "weights": []}}
+
+def keep(trainer, step, row):
+    record["grads"].append([p.grad.clone() for p in trainer.model.parameters()])
+    record["weights"].append([p.detach().clone() for p in trainer.model.parameters()])
+
+model = make_memory(seed=rank, noise=0.0)  # different on each rank: DDP must broadcast rank 0's
+result = Trainer(model, ToySource(seed=1), TrainConfig(**{config!r}), {out!r}, device="cpu", progress=False,
+                 seed=5, hooks=[keep]).fit()
+record["step"] = result.step
+torch.save(record, os.path.join({out!r}, f"rank{{rank}}.pt"))
+"""
+
+
+def test_two_gloo_ranks_average_gradients_and_end_with_identical_weights(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    script = tmp_path / "ddp_run.py"
+    helpers = str(Path(__file__).parent)
+    script.write_text(textwrap.dedent(SCRIPT.format(helpers=helpers, config=CONFIG, out=str(out))))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] == STEPS
+
+    # both ranks hold the same weights and the same (averaged) gradients after every update
+    for step in range(STEPS):
+        for a, b in zip(ranks[0]["weights"][step], ranks[1]["weights"][step]):
+            assert torch.equal(a, b)
+        for a, b in zip(ranks[0]["grads"][step], ranks[1]["grads"][step]):
+            assert torch.equal(a, b)
+
+    # replay in one process: rank 0's initial weights, gradient = mean over the two ranks' batches
+    model = make_memory(seed=0, noise=0.0)
+    optimizer = build_optimizer(model.parameters(), TrainConfig(**CONFIG))
+    source = ToySource(seed=1)
+    losses = []
+    for step in range(STEPS):
+        grads, step_losses = [], []
+        for rank in (0, 1):
+            loss, _ = model.loss(source.batch(step, rank))
+            grads.append(torch.autograd.grad(loss, list(model.parameters())))
+            step_losses.append(float(loss.detach()))
+        losses.append(sum(step_losses) / 2)
+        for p, g0, g1, got in zip(model.parameters(), *grads, ranks[0]["grads"][step]):
+            torch.testing.assert_close(got, (g0 + g1) / 2, rtol=1e-5, atol=1e-7)
+            p.grad = (g0 + g1) / 2
+        optimizer.step()
+        for p, got in zip(model.parameters(), ranks[0]["weights"][step]):
+            torch.testing.assert_close(got, p.detach(), rtol=1e-5, atol=1e-6)
+
+    # rank 0 alone wrote the log (one row per step, the loss averaged over ranks) and the checkpoints
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))
+    assert [float(r["loss"]) for r in rows] == pytest.approx(losses, rel=1e-5)
+    assert (out / f"step-{STEPS:08d}" / "meta.json").is_file()
+
+
+def _env():
+    """This environment without any torchrun variables of an enclosing run, one thread per rank."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    return {**env, "OMP_NUM_THREADS": "1"}
