@@ -126,35 +126,42 @@ def _num_episodes(batch: Any) -> int:
 
 
 class CsvLog:
-    """``log.csv``: one row per logged update; the header grows when new keys appear."""
+    """``log.csv``: one row per logged update; the header grows (file rewritten) when new keys appear.
+
+    On resume, rows after the resumed step (written by the killed run after its last checkpoint)
+    are dropped, so the log continues without duplicates.
+    """
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
         self.fields: list[str] = []
-        self.rows: list[dict[str, str]] = []
+        rows: list[dict[str, str]] = []
         if resume_step is not None and path.is_file():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or [])
-                self.rows = [r for r in reader if r.get("step") and int(r["step"]) <= resume_step]
-        self._rewrite()
+            self.fields, rows = self._read()
+            rows = [r for r in rows if r.get("step") and int(r["step"]) <= resume_step]
+        self._rewrite(rows)
 
-    def _rewrite(self) -> None:
+    def _read(self) -> tuple[list[str], list[dict[str, str]]]:
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
             if self.fields:
                 writer.writeheader()
-                writer.writerows(self.rows)
+                writer.writerows(rows)
         os.replace(tmp, self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         text = {k: (f"{v:.9g}" if isinstance(v, float) else str(v)) for k, v in row.items()}
-        self.rows.append(text)
         new = [k for k in row if k not in self.fields]
         if new:
+            rows = self._read()[1] if self.fields else []
             self.fields.extend(new)
-            self._rewrite()
+            self._rewrite([*rows, text])
             return
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.fields, restval="").writerow(text)
@@ -445,11 +452,11 @@ class Trainer:
             if main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 ckpt.clean_temporary(self.out_dir)
-                if not resume and ckpt.step_checkpoints(self.out_dir):
-                    raise BadConfig(
-                        f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose another --out"
-                    )
             distributed.barrier()
+            if not resume and ckpt.step_checkpoints(self.out_dir):  # checked on every rank: all raise
+                raise BadConfig(
+                    f"{self.out_dir} already holds checkpoints: resume it (--resume) or choose another --out"
+                )
         if resume:
             self._restore()
         if self.dist.distributed:
