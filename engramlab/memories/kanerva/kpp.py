@@ -1,0 +1,285 @@
+"""Kanerva++ (Ramapuram, Wu, Kalousis, ICLR 2021): a deterministic, block-allocated latent memory.
+
+Write (§3.3): a TSM-ResNet18 embeds the episode, E = f_enc(X) ∈ R^{T×D}; the mean over the
+episode goes through a deep linear transposed-convolution writer to the memory M ∈ R^{C×S×S}
+(3×64×64 in the paper). A key network maps each frame's embedding to q(Y_t|X) = N(μ, σ²) over K
+keys y_tk ∈ R³ (Eq. 6). Read (§3.5, App. A): each key, squashed to a window inside the memory, crops
+a block through a spatial transformer; the learned prior p(Z|M̂, Y) = N(μ_z, σ_z²) is a conv net on
+the K stacked blocks. Training maximises the conditional ELBO (Eq. 4):
+
+    L_T = E_q[ln p(x_t|z_t)] − KL[q(z_t|X) ‖ p(z_t|M̂_t, Y_t)] − KL[q(Y_t|X) ‖ N(0, I)]
+
+where q(Z|X) is the "stable top branch", an isotropic Gaussian from E. The memory is
+deterministic (M ~ δ[f_mem(f_enc(X))]), so there is no KL(M): L_T bounds the *conditional*
+likelihood ln p(X|M) (NOTES.md, Evaluation conventions) and must be reported as such.
+
+Iterative reading (Eq. 7): x̂ ← decode(mean of p(Z|M̂, Y*)), Y* = mean of q(Y|X = x̂), repeated.
+Generation (§3.4): keys from p(Y) = N(0, I), or perturbations of given keys, read blocks, decode.
+
+Dense-writer ablation (§4.2, Fig. 9): ``writer="dense"`` makes the memory a flat vector of the
+same number of floats written by an MLP, and the prior an MLP on [memory, keys] — no blocks.
+
+Deviations, stated: the key sample is μ + σ·ε (Eq. 6 writes σ²⊙ε); keys are squashed into the
+memory (``squash_keys``) since the paper only says they are bounded in [-1, 1]; the decoder uses
+GroupNorm+Swish in place of EvoNormS0; K++'s optimiser (LARS+Adam, one-cycle) is not reproduced.
+
+Example::
+
+    kpp = build_memory("kanerva++", pattern_shape=(1, 28, 28))
+    loss, logs = kpp.loss(EpisodeBatch(patterns=x))      # x: (B, T, 1, 28, 28) binary
+    state = kpp.write(x); clean = kpp.read(noisy, state)  # iterative read, (B, N, 1, 28, 28)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from engramlab.episodes.batch import EpisodeBatch
+from engramlab.errors import BadConfig, BadInput
+from engramlab.memories.base import Memory, MemoryConfig, State, register
+from engramlab.memories.kanerva.coders import (
+    ImageDecoder,
+    dense,
+    gaussian_kl,
+    group_norm,
+    reparameterise,
+    split_gaussian,
+    standard_normal_kl,
+)
+from engramlab.nn.likelihoods import build_likelihood
+from engramlab.nn.spatial_transformer import crop, squash_keys
+from engramlab.nn.tsm import TSMResNet18
+
+
+@dataclass(frozen=True)
+class KanervaPlusConfig(MemoryConfig):
+    """Kanerva++ hyperparameters (paper values in brackets; defaults are CPU-sized).
+
+    likelihood: "bernoulli" for binarized data, "dlml" (discretised logistic mixture) for 8-bit data.
+    encoder_width: ResNet18 base width [64]. encoder_norm: "batch" [paper] or "group".
+    latent: size L of z. memory_channels, memory_size: the memory is C×S×S [3×64×64].
+    reads: K keys per frame [2]. window: side of each block read by the spatial transformer.
+    writer_width: channels of the writer's first feature map, halved per layer [256].
+    dense_width: width of the 3-layer spectrally normalised dense nets [512].
+    writer: "block" (spatial-transformer reads, the paper's model) or "dense" (§4.2 ablation).
+    read_steps: iterations of the iterative read. key_min_scale: smallest window half-width.
+    """
+
+    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
+    dlml_mixtures: int = 5
+    encoder_width: int = 16
+    encoder_norm: Literal["batch", "group"] = "batch"
+    latent: int = 64
+    memory_channels: int = 3
+    memory_size: int = 32
+    reads: int = 2
+    window: int = 16
+    writer_width: int = 64
+    dense_width: int = 256
+    decoder_width: int = 32
+    prior_width: int = 32
+    writer: Literal["block", "dense"] = "block"
+    read_steps: int = 10
+    key_min_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.memory_size < 8 or self.memory_size & (self.memory_size - 1):
+            raise BadConfig(f"memory_size must be a power of two >= 8, got {self.memory_size}")
+        if self.window < 4 or self.window % 4 or self.window > self.memory_size:
+            raise BadConfig(f"window must be a multiple of 4 in [4, memory_size], got {self.window}")
+        if min(self.latent, self.reads, self.memory_channels, self.read_steps, self.dlml_mixtures) < 1:
+            raise BadConfig("latent, reads, memory_channels, read_steps and dlml_mixtures must be >= 1")
+        if not 0 < self.key_min_scale <= 1:
+            raise BadConfig(f"key_min_scale must lie in (0, 1], got {self.key_min_scale}")
+
+
+@dataclass
+class KanervaPlusState(State):
+    """memory: (B, C, S, S) deterministic memory per episode (flat (B, C·S·S) for the dense writer)."""
+
+    memory: Tensor
+
+
+class MemoryWriter(nn.Module):
+    """Pooled embedding (B, D) -> memory (B, C, S, S): a deep *linear* transposed-conv stack (App. E)."""
+
+    def __init__(self, embed: int, channels: int, size: int, width: int):
+        super().__init__()
+        self.width = width
+        self.project = nn.Linear(embed, width * 16)
+        layers: list[nn.Module] = []
+        c, s = width, 4
+        while s < size:
+            layers.append(nn.ConvTranspose2d(c, max(c // 2, 8), 4, 2, 1))
+            c, s = max(c // 2, 8), 2 * s
+        layers.append(nn.Conv2d(c, channels, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.net(self.project(pooled).reshape(-1, self.width, 4, 4))
+
+
+class BlockPrior(nn.Module):
+    """K stacked blocks (N, K·C, w, w) -> parameters (N, 2L) of p(Z|M̂, Y) (App. E, Learned Prior)."""
+
+    def __init__(self, in_channels: int, window: int, latent: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 4, 2, 1),
+            group_norm(width),
+            nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            group_norm(2 * width),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * (window // 4) ** 2, 2 * latent),
+        )
+
+    def forward(self, blocks: Tensor) -> Tensor:
+        return self.net(blocks)
+
+
+@register("kanerva++")
+class KanervaPlus(Memory):
+    """Kanerva++ with spatial-transformer block reads (the paper's model); see the module docstring."""
+
+    Config = KanervaPlusConfig
+    generative = True
+    default_pattern_shape = (1, 28, 28)
+    default_writer: str = "block"
+
+    def __init__(self, config: KanervaPlusConfig, pattern_shape: tuple[int, ...]):
+        super().__init__(config, pattern_shape)
+        if len(self.pattern_shape) != 3:
+            raise BadConfig(f"Kanerva++ needs image patterns (C, H, W), got pattern_shape {self.pattern_shape}")
+        c, h, w = self.pattern_shape
+        if h < 8 or w < 8 or h % 4 or w % 4:
+            raise BadConfig(f"Kanerva++ needs images at least 8×8 with sides divisible by 4, got {h}×{w}")
+        cfg = config
+        options = {"n_mix": cfg.dlml_mixtures} if cfg.likelihood == "dlml" else {}
+        self.likelihood = build_likelihood(cfg.likelihood, event_dims=3, **options)
+        self.encoder = TSMResNet18(c, cfg.encoder_width, cfg.encoder_norm)
+        d = self.encoder.out_dim
+        self.z_posterior = nn.Linear(d, 2 * cfg.latent)  # q(z_t|X), the stable top branch (§3.5)
+        self.key_posterior = dense([d, cfg.dense_width, cfg.dense_width, 2 * 3 * cfg.reads])  # q(Y_t|X), Eq. 6
+        self.memory_floats_ = cfg.memory_channels * cfg.memory_size**2
+        if cfg.writer == "block":
+            self.writer = MemoryWriter(d, cfg.memory_channels, cfg.memory_size, cfg.writer_width)
+            self.prior = BlockPrior(cfg.reads * cfg.memory_channels, cfg.window, cfg.latent, cfg.prior_width)
+        else:  # §4.2: an equally sized dense memory and a dense prior on [memory, keys]
+            self.writer = dense([d, cfg.dense_width, cfg.dense_width, self.memory_floats_])
+            self.prior = dense([self.memory_floats_ + 3 * cfg.reads, cfg.dense_width, cfg.dense_width, 2 * cfg.latent])
+        self.decoder = ImageDecoder(cfg.latent, self.likelihood.param_channels(c), (h, w), cfg.decoder_width)
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _embed(self, x: Tensor) -> Tensor:
+        return self.encoder(2.0 * x - 1.0)  # (B, T, D); inputs on [-1, 1]
+
+    def _keys(self, e: Tensor, sample: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """-> raw key sample (B, T, K, 3), its mean and log-variance."""
+        mu, logvar = split_gaussian(self.key_posterior(e))
+        shape = (*e.shape[:2], self.config.reads, 3)
+        mu, logvar = mu.reshape(shape), logvar.reshape(shape)
+        return reparameterise(mu, logvar, sample), mu, logvar
+
+    def _prior(self, memory: Tensor, raw_keys: Tensor) -> tuple[Tensor, Tensor]:
+        """Memory (B, ...) and raw keys (B, N, K, 3) -> p(Z|M̂, Y) mean and log-variance (B, N, L)."""
+        cfg = self.config
+        b, n = raw_keys.shape[:2]
+        if cfg.writer == "dense":
+            inputs = torch.cat([memory.unsqueeze(1).expand(b, n, -1), raw_keys.reshape(b, n, -1)], -1)
+            return split_gaussian(self.prior(inputs))
+        keys = squash_keys(raw_keys, cfg.key_min_scale)
+        blocks = crop(memory, keys.reshape(b, n * cfg.reads, 3), (cfg.window, cfg.window), check=False)
+        blocks = blocks.reshape(b * n, cfg.reads * cfg.memory_channels, cfg.window, cfg.window)
+        mu, logvar = split_gaussian(self.prior(blocks))
+        return mu.reshape(b, n, -1), logvar.reshape(b, n, -1)
+
+    def _write_embedded(self, e: Tensor) -> KanervaPlusState:
+        return KanervaPlusState(memory=self.writer(e.mean(1)))  # pool over the episode, then write (§3.3)
+
+    # -- the protocol --------------------------------------------------------------------------
+    def write(self, episode: Tensor) -> KanervaPlusState:
+        """(B, T, C, H, W) episode -> deterministic memory M = f_mem(mean_t f_enc(X)_t)."""
+        self.check_patterns(episode)
+        return self._write_embedded(self._embed(episode))
+
+    def read(self, query: Tensor, state: KanervaPlusState, steps: int | None = None) -> Tensor:
+        """Iterative read (Eq. 7): (B, N, C, H, W) queries -> (B, N, C, H, W) cleaned-up means."""
+        return self.read_trajectory(query, state, steps)[-1]
+
+    def read_trajectory(self, query: Tensor, state: KanervaPlusState, steps: int | None = None) -> list[Tensor]:
+        """Every iterate of the iterative read, [x̂_1, ..., x̂_steps], each (B, N, C, H, W)."""
+        self.check_patterns(query, "query")
+        steps = self.config.read_steps if steps is None else steps
+        if steps < 1:
+            raise BadInput(f"read steps must be >= 1, got {steps}")
+        x, out = query, []
+        for _ in range(steps):
+            _, key_mean, _ = self._keys(self._embed(x), sample=False)  # Y* from q(Y|X = x̂)
+            z_mean, _ = self._prior(state.memory, key_mean)
+            x = self.likelihood.mean(self.decoder(z_mean))
+            out.append(x)
+        return out
+
+    def generate(self, state: KanervaPlusState, n: int, raw_keys: Tensor | None = None) -> Tensor:
+        """(B, n, C, H, W) samples: keys from p(Y) = N(0, I) (§3.4), or the given raw keys (B, n, K, 3)."""
+        b = state.memory.shape[0]
+        if raw_keys is None:
+            raw_keys = torch.randn(b, n, self.config.reads, 3, device=state.memory.device)
+        elif raw_keys.shape != (b, n, self.config.reads, 3):
+            raise BadInput(f"raw_keys must have shape {(b, n, self.config.reads, 3)}, got {tuple(raw_keys.shape)}")
+        z_mean, _ = self._prior(state.memory, raw_keys)
+        return self.likelihood.mean(self.decoder(z_mean))
+
+    def read_blocks(self, state: KanervaPlusState, keys: Tensor) -> Tensor:
+        """Blocks at explicit keys (s, x, y): (B, N, 3) -> (B, N, C, window, window); keys outside raise."""
+        if self.config.writer != "block":
+            raise BadInput("the dense-writer ablation has no blocks to read")
+        return crop(state.memory, keys, (self.config.window, self.config.window))
+
+    def perturbed_keys(self, raw_keys: Tensor, n: int, scale: float = 0.1) -> Tensor:
+        """(B, K, 3) keys -> (B, n, K, 3) local perturbations for key-perturbation generation (§4.1.1)."""
+        return raw_keys.unsqueeze(1) + scale * torch.randn(raw_keys.shape[0], n, *raw_keys.shape[1:]).to(raw_keys)
+
+    def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
+        """Per-frame terms of the conditional ELBO (Eq. 4), each (B, T), in nats.
+
+        rec = ln p(x_t|z_t); kl_z = KL[q(z_t|X) ‖ p(z_t|M̂_t, Y_t)]; kl_y = KL[q(Y_t|X) ‖ N(0, I)];
+        nll = −(rec − kl_z − kl_y), the negative conditional ELBO per image.
+        """
+        self.check_patterns(episode)
+        e = self._embed(episode)
+        state = self._write_embedded(e)
+        keys, key_mu, key_logvar = self._keys(e, sample)
+        prior_mu, prior_logvar = self._prior(state.memory, keys)
+        z_mu, z_logvar = split_gaussian(self.z_posterior(e))
+        z = reparameterise(z_mu, z_logvar, sample)
+        rec = self.likelihood.log_prob(self.decoder(z), episode)
+        kl_z = gaussian_kl(z_mu, z_logvar, prior_mu, prior_logvar)
+        kl_y = standard_normal_kl(key_mu.flatten(-2), key_logvar.flatten(-2))
+        return {"rec": rec, "kl_z": kl_z, "kl_y": kl_y, "nll": -(rec - kl_z - kl_y)}
+
+    def loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Negative conditional ELBO per image (nats), averaged over frames and episodes."""
+        terms = self.elbo_terms(batch.patterns)
+        loss = terms["nll"].mean()
+        return loss, {k: v.mean().detach() for k, v in terms.items()}
+
+    def memory_floats(self) -> int:
+        return self.memory_floats_
+
+
+@register("kanerva++-dense")
+class KanervaPlusDense(KanervaPlus):
+    """The dense-writer ablation of Kanerva++ (§4.2, Fig. 9): same model, ``writer="dense"``."""
+
+    def __init__(self, config: KanervaPlusConfig, pattern_shape: tuple[int, ...]):
+        if config.writer != "dense":
+            config = dataclasses.replace(config, writer="dense")
+        super().__init__(config, pattern_shape)

@@ -1,0 +1,103 @@
+"""The VAE baseline of Kanerva++ Table 1 (Kingma & Welling 2014) with K++'s encoder and decoder.
+
+Same TSM-ResNet18 encoder, q(z_t|X) head, decoder and likelihood as ``kanerva++``, with the prior
+p(z) = N(0, I) in place of the memory prior, so the comparison isolates the memory. The ELBO
+ln p(x_t) >= E_q ln p(x_t|z_t) − KL[q(z_t|X) ‖ N(0, I)] is an unconditional bound (with
+``shift=True`` the posterior of frame t also sees frames t±1, still a valid amortised q).
+It stores nothing per episode: ``write`` returns an empty state and ``memory_floats()`` is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from engramlab.episodes.batch import EpisodeBatch
+from engramlab.errors import BadConfig, BadInput
+from engramlab.memories.base import Memory, MemoryConfig, State, register
+from engramlab.memories.kanerva.coders import ImageDecoder, reparameterise, split_gaussian, standard_normal_kl
+from engramlab.nn.likelihoods import build_likelihood
+from engramlab.nn.tsm import TSMResNet18
+
+
+@dataclass(frozen=True)
+class KppVAEConfig(MemoryConfig):
+    """likelihood, dlml_mixtures, encoder_width, encoder_norm, latent, decoder_width: as ``kanerva++``;
+    shift: keep the encoder's temporal shift; read_steps: encode-decode iterations of ``read``."""
+
+    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
+    dlml_mixtures: int = 5
+    encoder_width: int = 16
+    encoder_norm: Literal["batch", "group"] = "batch"
+    latent: int = 64
+    decoder_width: int = 32
+    shift: bool = True
+    read_steps: int = 1
+
+
+@dataclass
+class EmptyState(State):
+    """No per-episode memory: a (B, 0) placeholder so the state still carries B."""
+
+    nothing: Tensor
+
+
+@register("kpp-vae")
+class KppVAE(Memory):
+    """VAE with Kanerva++'s encoder/decoder (the memory-free baseline)."""
+
+    Config = KppVAEConfig
+    generative = True
+    default_pattern_shape = (1, 28, 28)
+
+    def __init__(self, config: KppVAEConfig, pattern_shape: tuple[int, ...]):
+        super().__init__(config, pattern_shape)
+        if len(self.pattern_shape) != 3:
+            raise BadConfig(f"kpp-vae needs image patterns (C, H, W), got {self.pattern_shape}")
+        c, h, w = self.pattern_shape
+        options = {"n_mix": config.dlml_mixtures} if config.likelihood == "dlml" else {}
+        self.likelihood = build_likelihood(config.likelihood, event_dims=3, **options)
+        self.encoder = TSMResNet18(c, config.encoder_width, config.encoder_norm, shift=config.shift)
+        self.z_posterior = nn.Linear(self.encoder.out_dim, 2 * config.latent)
+        self.decoder = ImageDecoder(config.latent, self.likelihood.param_channels(c), (h, w), config.decoder_width)
+
+    def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return split_gaussian(self.z_posterior(self.encoder(2.0 * x - 1.0)))
+
+    def write(self, episode: Tensor) -> EmptyState:
+        self.check_patterns(episode)
+        return EmptyState(nothing=episode.new_zeros(episode.shape[0], 0))
+
+    def read(self, query: Tensor, state: EmptyState, steps: int | None = None) -> Tensor:
+        """(B, N, C, H, W) -> decoder mean at the posterior mean, iterated ``steps`` times."""
+        self.check_patterns(query, "query")
+        steps = self.config.read_steps if steps is None else steps
+        if steps < 1:
+            raise BadInput(f"read steps must be >= 1, got {steps}")
+        x = query
+        for _ in range(steps):
+            x = self.likelihood.mean(self.decoder(self._posterior(x)[0]))
+        return x
+
+    def generate(self, state: EmptyState, n: int) -> Tensor:
+        b = state.nothing.shape[0]
+        z = torch.randn(b, n, self.config.latent, device=state.nothing.device)
+        return self.likelihood.mean(self.decoder(z))
+
+    def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
+        """Per-frame rec = ln p(x|z), kl_z = KL[q(z|X) ‖ N(0, I)], nll = −ELBO; each (B, T) nats."""
+        self.check_patterns(episode)
+        mu, logvar = self._posterior(episode)
+        rec = self.likelihood.log_prob(self.decoder(reparameterise(mu, logvar, sample)), episode)
+        kl = standard_normal_kl(mu, logvar)
+        return {"rec": rec, "kl_z": kl, "nll": kl - rec}
+
+    def loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = self.elbo_terms(batch.patterns)
+        return terms["nll"].mean(), {k: v.mean().detach() for k, v in terms.items()}
+
+    def memory_floats(self) -> int:
+        return 0

@@ -1,0 +1,133 @@
+"""Kanerva++ (paper 003): shapes, ELBO/KL math, learning, bad input; the dense ablation and the VAE."""
+
+import pytest
+import torch
+
+from engramlab.episodes.batch import EpisodeBatch
+from engramlab.errors import BadConfig, BadInput
+from engramlab.memories.base import build_memory
+from engramlab.memories.kanerva.coders import gaussian_kl, standard_normal_kl
+
+SMALL = dict(
+    encoder_width=8, encoder_norm="group", latent=8, memory_size=8, window=4, writer_width=16,
+    dense_width=32, decoder_width=8, prior_width=8, read_steps=2,
+)  # fmt: skip
+
+
+def small(name="kanerva++", shape=(1, 8, 8), **extra):
+    torch.manual_seed(0)
+    fields = {k: v for k, v in SMALL.items() if name != "kpp-vae" or k in ("encoder_width", "encoder_norm", "latent")}
+    return build_memory(name, shape, **{**fields, **extra})
+
+
+def binary(gen, b=2, t=4, shape=(1, 8, 8)):
+    return (torch.rand(b, t, *shape, generator=gen) < 0.4).float()
+
+
+def test_write_read_generate_shapes(gen):
+    kpp = small()
+    x = binary(gen)
+    state = kpp.write(x)
+    assert state.memory.shape == (2, 3, 8, 8)
+    assert kpp.read(x[:, :3], state).shape == (2, 3, 1, 8, 8)
+    assert kpp.generate(state, 5).shape == (2, 5, 1, 8, 8)
+    assert kpp.read_blocks(state, torch.tensor([0.5, 0.0, 0.0]).expand(2, 6, 3)).shape == (2, 6, 3, 4, 4)
+    assert kpp.memory_floats() == 3 * 8 * 8
+
+
+def test_iterative_read_returns_every_step_in_range(gen):
+    kpp = small().eval()
+    x = binary(gen)
+    with torch.no_grad():
+        traj = kpp.read_trajectory(x, kpp.write(x), steps=3)
+    assert len(traj) == 3 and all(0 <= float(r.min()) and float(r.max()) <= 1 for r in traj)
+
+
+def test_gaussian_kl_matches_torch_distributions(gen):
+    mq, mp = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    lq, lp = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mq, (0.5 * lq).exp()), torch.distributions.Normal(mp, (0.5 * lp).exp())
+    ).sum(-1)
+    assert torch.allclose(gaussian_kl(mq, lq, mp, lp), ref, atol=1e-5)
+    assert torch.allclose(standard_normal_kl(mq, lq), gaussian_kl(mq, lq, torch.zeros_like(mp), torch.zeros_like(lp)))
+
+
+def test_conditional_elbo_is_reconstruction_minus_both_kls(gen):
+    kpp = small().eval()
+    x = binary(gen)
+    terms = kpp.elbo_terms(x, sample=False)
+    assert all(v.shape == (2, 4) for v in terms.values())
+    assert torch.allclose(terms["nll"], -(terms["rec"] - terms["kl_z"] - terms["kl_y"]))
+    assert (terms["kl_z"] >= 0).all() and (terms["kl_y"] >= 0).all()
+    again = kpp.elbo_terms(x, sample=False)
+    assert torch.equal(terms["nll"], again["nll"])
+
+
+def test_memory_prior_receives_gradient_through_the_block_reads(gen):
+    kpp = small()
+    loss, _ = kpp.loss(EpisodeBatch(patterns=binary(gen)))
+    loss.backward()
+    assert kpp.writer.project.weight.grad.abs().sum() > 0
+    assert kpp.key_posterior[0].parametrizations.weight.original.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["kanerva++", "kanerva++-dense", "kpp-vae"])
+def test_tiny_model_overfits_one_episode(gen, name):
+    model = small(name)
+    x = binary(gen, b=2, t=4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(120):
+        loss, logs = model.loss(EpisodeBatch(patterns=x))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.6 * first
+
+
+def test_dense_ablation_has_no_blocks_and_the_same_memory_size():
+    dense = small("kanerva++-dense")
+    assert dense.config.writer == "dense" and dense.memory_floats() == small().memory_floats()
+    with pytest.raises(BadInput, match="dense"):
+        dense.read_blocks(dense.write(torch.zeros(1, 2, 1, 8, 8)), torch.zeros(1, 1, 3))
+
+
+def test_dlml_likelihood_on_rgb_images(gen):
+    kpp = small(shape=(3, 8, 8), likelihood="dlml", dlml_mixtures=2)
+    x = torch.randint(0, 256, (2, 3, 3, 8, 8), generator=gen).float() / 255
+    loss, logs = kpp.loss(EpisodeBatch(patterns=x))
+    assert torch.isfinite(loss) and kpp.generate(kpp.write(x), 2).shape == (2, 2, 3, 8, 8)
+
+
+def test_bernoulli_on_non_binary_data_raises_bad_input(gen):
+    with pytest.raises(BadInput, match="binary"):
+        small().loss(EpisodeBatch(patterns=torch.rand(2, 4, 1, 8, 8, generator=gen)))
+
+
+def test_single_frame_episode_raises_bad_input(gen):
+    with pytest.raises(BadInput, match="episode length"):
+        small().write(binary(gen, t=1))
+
+
+def test_image_size_the_coders_cannot_take_raises_bad_config():
+    with pytest.raises(BadConfig, match="divisible by 4"):
+        small(shape=(1, 10, 10))
+    with pytest.raises(BadConfig, match="memory_size"):
+        small(memory_size=12)
+
+
+def test_keys_outside_the_memory_raise_bad_input(gen):
+    kpp = small()
+    state = kpp.write(binary(gen))
+    with pytest.raises(BadInput, match="outside the memory"):
+        kpp.read_blocks(state, torch.tensor([0.5, 0.9, 0.0]).expand(2, 1, 3))
+
+
+def test_generation_from_perturbed_keys_stays_near_the_key(gen):
+    kpp = small().eval()
+    state = kpp.write(binary(gen))
+    keys = torch.zeros(2, kpp.config.reads, 3)
+    near = kpp.generate(state, 4, kpp.perturbed_keys(keys, 4, scale=1e-4))
+    assert torch.allclose(near[:, 0], near[:, 3], atol=1e-3)
