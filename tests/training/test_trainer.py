@@ -3,6 +3,8 @@
 import csv
 import os
 import signal
+import sys
+import types
 
 import pytest
 import torch
@@ -12,9 +14,9 @@ from engramlab.errors import BadConfig, NumericalError
 from engramlab.training import TrainConfig, Trainer
 
 
-def fit(model, source=None, out_dir=None, **cfg):
+def fit(model, source=None, out_dir=None, progress=False, **cfg):
     config = TrainConfig(**{"steps": 5, "lr": 1e-2, **cfg})
-    return Trainer(model, source or ToySource(), config, out_dir=out_dir, device="cpu", progress=False).fit()
+    return Trainer(model, source or ToySource(), config, out_dir=out_dir, device="cpu", progress=progress).fit()
 
 
 def read_log(path):
@@ -178,18 +180,59 @@ def test_fresh_run_into_a_used_out_dir_refuses(tmp_path):
         fit(make_memory(), out_dir=tmp_path, steps=2)
 
 
-def test_sigterm_saves_a_checkpoint_and_returns_interrupted(tmp_path):
-    def send_sigterm(trainer, step, row):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_finishes_the_update_saves_and_returns_interrupted(tmp_path, signum):
+    def send_signal(trainer, step, row):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
 
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.getsignal(signum)
     result = Trainer(
-        make_memory(), ToySource(), TrainConfig(steps=10), tmp_path, device="cpu", progress=False, hooks=[send_sigterm]
+        make_memory(), ToySource(), TrainConfig(steps=10), tmp_path, device="cpu", progress=False, hooks=[send_signal]
     ).fit()
     assert result.interrupted and result.step == 3
     assert (tmp_path / "step-00000003" / "meta.json").is_file()
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signum) is previous
+
+
+def test_keyboard_interrupt_between_updates_saves_and_returns_interrupted(tmp_path):
+    def interrupt(trainer, step, row):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    result = Trainer(
+        make_memory(), ToySource(), TrainConfig(steps=10), tmp_path, device="cpu", progress=False, hooks=[interrupt]
+    ).fit()
+    assert result.interrupted and result.step == 2
+    assert (tmp_path / "step-00000002" / "meta.json").is_file()
+
+
+def test_progress_bar_goes_to_stderr_and_nothing_is_printed(capsys):
+    fit(make_memory(), steps=3, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "loss=" in captured.err and "eps=" in captured.err
+
+
+def test_tensorboard_scalars_are_written_when_it_is_installed(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, log_dir, purge_step=None):
+            calls.append(("init", log_dir, purge_step))
+
+        def add_scalar(self, key, value, step):
+            calls.append((key, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    fit(make_memory(), out_dir=tmp_path, steps=2)
+    assert calls[0] == ("init", str(tmp_path / "tb"), None)
+    assert ("loss", 1) in calls and ("mse", 2) in calls and calls[-1] == ("close",)
 
 
 def test_time_budget_stops_early_with_a_checkpoint(tmp_path):
