@@ -484,7 +484,7 @@ class Trainer:
                     final = self.step == cfg.steps or any_stop
                     val = {}
                     if (cfg.eval_every and self.step % cfg.eval_every == 0) or final:
-                        val = self._evaluate_and_keep_best() if main else {}
+                        val = self._evaluate_and_keep_best(row) if main else {}
                         distributed.barrier()
                     if self.step % cfg.log_every == 0 or final or val:
                         now = time.perf_counter()
@@ -537,13 +537,13 @@ class Trainer:
         result.wall_seconds = time.perf_counter() - self._t0
         return result
 
-    def _evaluate_and_keep_best(self) -> dict[str, float]:
+    def _evaluate_and_keep_best(self, train_row: dict[str, float]) -> dict[str, float]:
         val = self.evaluate()
         if "val_loss" in val:
             self.last_val = val["val_loss"]
             if self.best_val is None or val["val_loss"] < self.best_val:
                 self.best_val, self.best_step = val["val_loss"], self.step
-                self.save(val, best=True)
+                self.save({**train_row, **val}, best=True)
         return val
 
     def _tensorboard(self, purge_step: int | None):
