@@ -29,13 +29,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +47,8 @@ from engramlab.errors import BadConfig, BadInput, NumericalError
 from engramlab.training import checkpoint as ckpt
 from engramlab.training import distributed
 from engramlab.training.config import Experiment, TrainConfig
+from engramlab.training.logs import CsvLog, open_tensorboard
+from engramlab.training.signals import StopRequests
 
 logger = logging.getLogger(__name__)
 
@@ -123,75 +121,6 @@ def _num_episodes(batch: Any) -> int:
         return count
     patterns = getattr(batch, "patterns", batch)
     return int(patterns.shape[0]) if isinstance(patterns, Tensor) and patterns.dim() > 0 else 0
-
-
-class CsvLog:
-    """``log.csv``: one row per logged update; the header grows (file rewritten) when new keys appear.
-
-    On resume, rows after the resumed step (written by the killed run after its last checkpoint)
-    are dropped, so the log continues without duplicates.
-    """
-
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        self.fields: list[str] = []
-        rows: list[dict[str, str]] = []
-        if resume_step is not None and path.is_file():
-            self.fields, rows = self._read()
-            rows = [r for r in rows if r.get("step") and int(r["step"]) <= resume_step]
-        self._rewrite(rows)
-
-    def _read(self) -> tuple[list[str], list[dict[str, str]]]:
-        with open(self.path, newline="") as f:
-            reader = csv.DictReader(f)
-            return list(reader.fieldnames or []), list(reader)
-
-    def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
-            if self.fields:
-                writer.writeheader()
-                writer.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def write(self, row: dict[str, Any]) -> None:
-        text = {k: (f"{v:.9g}" if isinstance(v, float) else str(v)) for k, v in row.items()}
-        new = [k for k in row if k not in self.fields]
-        if new:
-            rows = self._read()[1] if self.fields else []
-            self.fields.extend(new)
-            self._rewrite([*rows, text])
-            return
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, restval="").writerow(text)
-
-
-class _StopRequests:
-    """First SIGINT/SIGTERM sets ``requested``; a second SIGINT raises KeyboardInterrupt at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("received %s: stopping after this update and saving a checkpoint", signal.Signals(signum).name)
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-                except (ValueError, OSError):
-                    pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -463,7 +392,7 @@ class Trainer:
             self._ddp = distributed.wrap(self.model, self.device, cfg.find_unused_parameters)
         if self.out_dir is not None and main:
             csv_log = CsvLog(self.out_dir / "log.csv", self.step if resume else None)
-            writer = self._tensorboard(purge_step=self.step if resume else None)
+            writer = open_tensorboard(self.out_dir / "tb", self.step if resume else None) if cfg.tensorboard else None
         start = self.step
         bar = None
         if self.progress and main:
@@ -474,7 +403,7 @@ class Trainer:
         last_row: dict[str, float] = {}
         interval_t, interval_episodes = time.perf_counter(), 0
         try:
-            with _StopRequests() as stop:
+            with StopRequests() as stop:
                 while self.step < cfg.steps:
                     over_time = cfg.max_seconds is not None and time.perf_counter() - self._t0 > cfg.max_seconds
                     row, episodes, any_stop = self._update(stop.requested or over_time)
@@ -545,13 +474,3 @@ class Trainer:
                 self.best_val, self.best_step = val["val_loss"], self.step
                 self.save({**train_row, **val}, best=True)
         return val
-
-    def _tensorboard(self, purge_step: int | None):
-        if not self.config.tensorboard:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            logger.debug("tensorboard is not installed: logging to log.csv only")
-            return None
-        return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=purge_step)
