@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from trainhelp import ToySource, make_memory
 
@@ -97,6 +98,7 @@ def test_resume_can_extend_the_number_of_steps(tmp_path):
 SCRIPT = """
 import os, sys
 sys.path.insert(0, {helpers!r})
+import pytest
 import torch
 torch.set_num_threads({threads})
 from trainhelp import ToySource, make_memory
@@ -141,3 +143,39 @@ def test_resume_is_exact_with_gradient_accumulation(tmp_path):
     resumed, _, second = run(tmp_path / "split", resume=True, accumulate=accumulate)
     assert second == full_losses[2:]
     assert_same_weights(resumed.model, full.model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resume_on_cuda_matches_uninterrupted_run(tmp_path):
+    def cuda_run(out_dir, resume=False, kill_after=None):
+        losses = []
+
+        def hook(trainer, step, row):
+            losses.append(row["loss"])
+            if step == kill_after:
+                raise Killed
+
+        trainer = Trainer(
+            make_memory(seed=0, noise=0.5),
+            ToySource(seed=1),
+            TrainConfig(**CONFIG),
+            out_dir,
+            ToySource(seed=2),
+            device="cuda",
+            progress=False,
+            hooks=[hook],
+            resume=resume,
+        )
+        try:
+            trainer.fit()
+        except Killed:
+            pass
+        return trainer, losses
+
+    full, full_losses = cuda_run(tmp_path / "full")
+    cuda_run(tmp_path / "split", kill_after=3)
+    resumed, second = cuda_run(tmp_path / "split", resume=True)
+    assert next(resumed.model.parameters()).is_cuda
+    assert second == pytest.approx(full_losses[2:], rel=1e-6)
+    for p, q in zip(resumed.model.parameters(), full.model.parameters()):
+        torch.testing.assert_close(p, q)
