@@ -1,0 +1,250 @@
+"""Pictures: image grids of reads, metric curves with confidence bands, training curves (issue 3, item 10).
+
+Everything draws with matplotlib's Agg backend (no display needed), closes its figure after saving,
+and writes atomically (a temporary file renamed into place), so a crash never leaves half a PNG.
+
+Example::
+
+    image_grid(episode, queries, reads, "results/demo/grid.png", max_episodes=2)
+    plot_curves(loads, {"hebbian": (mean, ci)}, "capacity.png", xlabel="T/N", ylabel="bit error",
+                vline=(0.138, "0.138 N"))
+    plot_training_log("runs/x/log.csv", "runs/x/curves.png")
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from engramlab.errors import BadInput, DataError  # noqa: E402
+
+__all__ = ["image_grid", "plot_curves", "plot_training_log", "to_images"]
+
+
+def _save(fig, path: Path | str, dpi: int = 100) -> Path:
+    """Save ``fig`` atomically to ``path`` (PNG) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def to_images(x: Tensor, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """(..., *pattern) -> (..., H, W, C) float array in [0, 1] for ``imshow``.
+
+    Pattern shapes: (C, H, W) images (C = 1 or 3); (H, W) images; (d,) vectors (binary strings)
+    laid out row by row as the most square H×W with H·W ≥ d, padded with the mid value.
+    ``value_range`` maps values to [0, 1]; None picks (−1, 1) if any value is negative, else (0, 1).
+    Values outside the range are clipped.
+    """
+    x = x.detach().float().cpu()
+    if value_range is None:
+        value_range = (-1.0, 1.0) if bool((x < 0).any()) else (0.0, 1.0)
+    low, high = value_range
+    if not high > low:
+        raise BadInput(f"value_range must have high > low, got {value_range}")
+    x = ((x - low) / (high - low)).clamp(0, 1)
+    return x.numpy()
+
+
+def _layout(pattern_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(pattern_shape) == 3 and pattern_shape[0] in (1, 3):
+        return pattern_shape[1], pattern_shape[2], pattern_shape[0]
+    if len(pattern_shape) == 2:
+        return pattern_shape[0], pattern_shape[1], 1
+    d = math.prod(pattern_shape)
+    w = math.ceil(math.sqrt(d))
+    return math.ceil(d / w), w, 1
+
+
+def _as_hwc(x: np.ndarray, pattern_shape: tuple[int, ...]) -> np.ndarray:
+    """(N, *pattern) in [0, 1] -> (N, H, W, C)."""
+    H, W, C = _layout(pattern_shape)
+    n = x.shape[0]
+    if len(pattern_shape) == 3 and pattern_shape[0] in (1, 3):
+        return x.transpose(0, 2, 3, 1)
+    if len(pattern_shape) == 2:
+        return x[..., None]
+    flat = x.reshape(n, -1)
+    padded = np.full((n, H * W), 0.5, dtype=flat.dtype)
+    padded[:, : flat.shape[1]] = flat
+    return padded.reshape(n, H, W, 1)
+
+
+def image_grid(
+    stored: Tensor,
+    query: Tensor | None,
+    read: Tensor | None,
+    path: Path | str,
+    max_episodes: int = 4,
+    max_patterns: int = 8,
+    value_range: tuple[float, float] | None = None,
+    title: str | None = None,
+    column_titles: Sequence[str] = ("stored", "query", "read"),
+) -> Path:
+    """Save a grid: per episode a block of columns stored | query | read, one row per pattern.
+
+    Args:
+        stored: (B, T, *pattern) the written (or target) patterns.
+        query: (B, N, *pattern) corrupted queries, or None to omit the column.
+        read: (B, N, *pattern) reconstructions, or None to omit the column. Row i shows
+            stored[:, i], query[:, i] and read[:, i], so pass the targets as ``stored`` when the
+            queries are not in episode order.
+        path: where to write the PNG.
+        max_episodes, max_patterns: how many episodes (blocks) and rows to show at most.
+        value_range: pixel range mapped to black..white; None: (−1, 1) if any value < 0, else (0, 1).
+        title: figure title.
+        column_titles: titles of the three columns.
+
+    Returns:
+        The path written.
+    """
+    panels = [("stored", stored), ("query", query), ("read", read)]
+    names = dict(zip(("stored", "query", "read"), column_titles))
+    panels = [(names[n], t) for n, t in panels if t is not None]
+    if not isinstance(stored, Tensor) or stored.dim() < 3:
+        raise BadInput(f"image_grid: stored must be a (B, T, *pattern) tensor, got {getattr(stored, 'shape', stored)}")
+    pattern_shape = tuple(stored.shape[2:])
+    for name, t in panels:
+        if t.dim() != stored.dim() or tuple(t.shape[2:]) != pattern_shape or t.shape[0] != stored.shape[0]:
+            raise BadInput(f"image_grid: {name} has shape {tuple(t.shape)}, stored has {tuple(stored.shape)}")
+    if value_range is None:
+        value_range = (-1.0, 1.0) if any(bool((t < 0).any()) for _, t in panels) else (0.0, 1.0)
+    B = min(stored.shape[0], max_episodes)
+    rows = min(max_patterns, max(t.shape[1] for _, t in panels))
+    cols = B * len(panels)
+    H, W, C = _layout(pattern_shape)
+    scale = 0.9  # inches per image
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * scale, rows * scale * H / W + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for b in range(B):
+        for p, (name, t) in enumerate(panels):
+            n = min(rows, t.shape[1])
+            imgs = _as_hwc(to_images(t[b, :n], value_range), pattern_shape)
+            col = b * len(panels) + p
+            for i in range(n):
+                ax = axes[i, col]
+                img = imgs[i] if C == 3 else imgs[i, :, :, 0]
+                ax.imshow(img, cmap=None if C == 3 else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            axes[0, col].set_title(f"{name}" + (f"\nep {b}" if p == 0 and B > 1 else ""), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _to_array(v) -> np.ndarray:
+    if isinstance(v, Tensor):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v, dtype=float)
+
+
+def plot_curves(
+    x: Sequence[float] | Tensor,
+    curves: Mapping[str, tuple],
+    path: Path | str,
+    xlabel: str,
+    ylabel: str,
+    vline: float | tuple[float, str] | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Save metric curves with 95% confidence bands, e.g. error vs memory size or vs load.
+
+    Args:
+        x: (P,) shared x values, or per-curve x given as a third tuple entry.
+        curves: ``{name: (mean, ci)}`` or ``{name: (mean, ci, x)}`` with (P,) sequences; ci may be None.
+        path: the PNG to write.
+        xlabel, ylabel: axis labels.
+        vline: an x position (or (x, label)) drawn as a dashed vertical line, e.g. a capacity.
+        logx, logy: logarithmic axes.
+        title: figure title.
+    """
+    if not curves:
+        raise BadInput("plot_curves: no curves to plot")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, entry in curves.items():
+        if len(entry) not in (2, 3):
+            raise BadInput(f"plot_curves: curve '{name}' must be (mean, ci) or (mean, ci, x)")
+        mean = _to_array(entry[0])
+        xs = _to_array(entry[2] if len(entry) == 3 else x)
+        if mean.shape != xs.shape:
+            raise BadInput(f"plot_curves: curve '{name}' has {mean.shape[0]} points but x has {xs.shape[0]}")
+        (line,) = ax.plot(xs, mean, marker="o", markersize=3, label=name)
+        if entry[1] is not None:
+            ci = np.nan_to_num(_to_array(entry[1]), nan=0.0)
+            ax.fill_between(xs, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
+    if vline is not None:
+        pos, label = vline if isinstance(vline, tuple) else (vline, None)
+        ax.axvline(pos, color="k", linestyle="--", linewidth=1, label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+_NOT_CURVES = {"step", "wall", "episodes_per_s", "lr"}
+
+
+def plot_training_log(csv_path: Path | str, path: Path | str, max_panels: int = 4) -> Path:
+    """Save training curves from a run's ``log.csv`` (columns: step, loss, logs, val_*, lr, ...).
+
+    One panel per logged quantity (``loss`` first), its training values and, when present, the
+    ``val_``-prefixed validation values at the steps they were measured. Empty cells are skipped.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"training log {csv_path} does not exist")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "step" not in rows[0]:
+        raise DataError(f"training log {csv_path} has no rows or no 'step' column")
+    columns = list(rows[0].keys())
+    names = [c for c in columns if c not in _NOT_CURVES and not c.startswith("val_")]
+    names += [c[4:] for c in columns if c.startswith("val_") and c[4:] not in names]
+    names = sorted(names, key=lambda n: n != "loss")[:max_panels]
+    if not names:
+        raise DataError(f"training log {csv_path} has no metric columns")
+
+    def series(column: str) -> tuple[np.ndarray, np.ndarray]:
+        pts = [(float(r["step"]), float(r[column])) for r in rows if r.get(column) not in (None, "")]
+        arr = np.array(pts, dtype=float).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for column, label in ((name, "train"), (f"val_{name}", "val")):
+            if column in columns:
+                steps, values = series(column)
+                if len(steps):
+                    ax.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=label)
+        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
