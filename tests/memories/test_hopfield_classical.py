@@ -141,3 +141,13 @@ def test_bad_inputs_raise_clear_errors(gen):
         build_memory("hopfield-hebbian", pattern_shape=(16,), steps=0)
     with pytest.raises(BadConfig, match="update"):
         build_memory("hopfield-hebbian", pattern_shape=(16,), update="random")
+
+
+def test_pseudo_inverse_with_d_patterns_has_zero_weights_and_returns_the_query(gen):
+    d = 24
+    x = random_strings(gen, 2, d, d)
+    memory = build_memory("hopfield-pinv", pattern_shape=(d,), update="sync")
+    state = memory.write(x)
+    assert state.weights.abs().max() == 0
+    query = flip(x, 0.2, gen)
+    assert torch.equal(memory.read(query, state), query)

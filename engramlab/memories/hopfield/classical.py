@@ -109,12 +109,18 @@ def storkey_weights(x: Tensor) -> Tensor:
     return w
 
 
+_PINV_ROUNDOFF = 1e-9  # float64 round-off of X X⁺ is ~1e-15; meaningful entries are ≳ 1/d
+
+
 def pseudo_inverse_weights(x: Tensor) -> Tensor:
     """Projection (pseudo-inverse) rule W = X X⁺ with the diagonal removed.
 
     With X = [ξ^1 … ξ^T] (d × T), X X⁺ projects onto the span of the patterns, so every stored
     pattern satisfies W ξ = (1 − P_ii) ξ_i componentwise after zeroing the diagonal: it stays a fixed
     point of the sign update for up to d − 1 linearly independent patterns. Not incremental.
+    With d independent patterns X X⁺ = I, so the weights vanish (entries below 1e-9 are round-off
+    and are set to 0, otherwise the sign of round-off noise would drive reads) and reads return
+    the query unchanged.
 
     Args:
         x: (B, T, d) ±1 patterns.
@@ -125,6 +131,7 @@ def pseudo_inverse_weights(x: Tensor) -> Tensor:
     X = x.transpose(1, 2).to(torch.float64)  # (B, d, T): float64 for a stable pseudo-inverse
     P = X @ torch.linalg.pinv(X)
     P = 0.5 * (P + P.transpose(1, 2))
+    P = torch.where(P.abs() < _PINV_ROUNDOFF, torch.zeros_like(P), P)  # at T = d, P = I up to round-off
     return _zero_diagonal(P).to(x.dtype)
 
 
