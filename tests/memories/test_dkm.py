@@ -6,14 +6,9 @@ import torch
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
 from engramlab.memories.base import build_memory
-from engramlab.memories.kanerva.posterior import (
-    batch_write,
-    matrix_normal_kl,
-    online_write,
-    sample_memory,
-    sequential_write,
-    solve_addressing,
-)
+from engramlab.memories.kanerva.dkm import deepmind_kl
+from engramlab.nn.linear_gaussian import address_bayes, batch_write, online_write, sequential_write
+from engramlab.nn.matrix_normal import matrix_normal_kl, rsample
 
 
 def random_spd(k, gen):
@@ -34,78 +29,50 @@ def test_sequential_write_equals_brute_force_gaussian_conditioning(gen):
     assert torch.allclose(cov[0], u0 - gain @ w @ u0, atol=1e-10)
 
 
-def test_batch_write_equals_sequential_write(gen):
-    k, c, t = 5, 4, 7
-    r0 = torch.randn(2, k, c, generator=gen, dtype=torch.float64)
-    u0 = torch.stack([random_spd(k, gen), random_spd(k, gen)])
-    w = torch.randn(2, t, k, generator=gen, dtype=torch.float64)
-    z = torch.randn(2, t, c, generator=gen, dtype=torch.float64)
-    seq = sequential_write(r0, u0, w, z, 1.0)
-    bat = batch_write(r0, u0, w, z, 1.0)
-    assert torch.allclose(seq[0], bat[0], atol=1e-9) and torch.allclose(seq[1], bat[1], atol=1e-9)
-
-
 def test_online_write_addresses_each_code_against_the_running_posterior(gen):
     k, c = 3, 5
     r0 = torch.randn(1, k, c, generator=gen, dtype=torch.float64)
     u0 = torch.eye(k, dtype=torch.float64)[None]
     z = torch.randn(1, 4, c, generator=gen, dtype=torch.float64)
-    mean, cov, w = online_write(r0, u0, z, 1.0)
-    m1, u1 = sequential_write(r0, u0, w[:, :1], z[:, :1], 1.0)
-    assert torch.allclose(w[:, 1:2], solve_addressing(z[:, 1:2], m1, 1.0), atol=1e-10)
-    assert torch.allclose(mean, sequential_write(r0, u0, w, z, 1.0)[0], atol=1e-10)
+    mean, cov, w = online_write(r0, u0, z, 1.0, solve="bayes")
+    m1, _ = sequential_write(r0, u0, w[:, :1], z[:, :1], 1.0)
+    assert torch.allclose(w[:, 1:2], address_bayes(z[:, 1:2], m1, 1.0), atol=1e-10)
+    assert torch.allclose(mean, batch_write(r0, u0, w, z, 1.0)[0], atol=1e-10)
 
 
-def test_bayes_addressing_is_the_posterior_mean_of_w(gen):
-    k, c, noise = 4, 6, 0.5
-    m = torch.randn(1, k, c, generator=gen, dtype=torch.float64)
-    z = torch.randn(1, 1, c, generator=gen, dtype=torch.float64)
-    # p(w) = N(0, I), z = Mᵀw + N(0, σ²I): Σ_w = (I + M Mᵀ/σ²)⁻¹, μ_w = Σ_w M z / σ².
-    sigma_w = torch.linalg.inv(torch.eye(k, dtype=torch.float64) + m[0] @ m[0].T / noise)
-    expected = sigma_w @ m[0] @ z[0, 0] / noise
-    assert torch.allclose(solve_addressing(z, m, noise, "bayes")[0, 0], expected, atol=1e-10)
-    ridge = solve_addressing(z, m, noise, "ridge", ridge=1e-6)[0, 0]
-    assert torch.allclose(ridge, torch.linalg.lstsq(m[0].T, z[0, 0]).solution, atol=1e-4)
-
-
-def test_exact_matrix_normal_kl_equals_sum_of_column_kls(gen):
-    k, c = 4, 3
-    r = torch.randn(2, k, c, generator=gen, dtype=torch.float64)
-    r0 = torch.randn(2, k, c, generator=gen, dtype=torch.float64)
-    u = torch.stack([random_spd(k, gen), random_spd(k, gen)])
-    var0 = torch.tensor(1.7, dtype=torch.float64)
-    mvn = torch.distributions.MultivariateNormal
-    expected = sum(
-        torch.distributions.kl_divergence(mvn(r[..., j], u), mvn(r0[..., j], var0 * torch.eye(k, dtype=torch.float64)))
-        for j in range(c)
-    )
-    assert torch.allclose(matrix_normal_kl(r, u, r0, var0), expected, atol=1e-10)
-
-
-def test_exact_matrix_normal_kl_matches_monte_carlo(gen):
+def test_exact_kl_of_the_dkm_memory_matches_monte_carlo(gen):
     torch.manual_seed(0)
     k, c = 3, 2
     r = torch.randn(1, k, c, generator=gen, dtype=torch.float64)
     r0 = torch.zeros(1, k, c, dtype=torch.float64)
     u = random_spd(k, gen)[None]
-    var0 = torch.tensor(2.0, dtype=torch.float64)
-    samples = sample_memory(r.expand(40000, k, c), u.expand(40000, k, k), jitter=0.0)
+    u0 = 2.0 * torch.eye(k, dtype=torch.float64)[None]
+    samples = rsample(r, u, sample_shape=(40000,))[:, 0]
     q = torch.distributions.MultivariateNormal(r[0].T, u[0])
-    p = torch.distributions.MultivariateNormal(r0[0].T, var0 * torch.eye(k, dtype=torch.float64))
-    cols = samples.transpose(-1, -2)  # (S, C, K)
+    p = torch.distributions.MultivariateNormal(r0[0].T, u0[0])
+    cols = samples.transpose(-1, -2)  # (S, C, K): columns are independent Gaussians
     mc = (q.log_prob(cols) - p.log_prob(cols)).sum(-1).mean()
-    assert matrix_normal_kl(r, u, r0, var0).item() == pytest.approx(mc.item(), abs=0.05)
+    assert matrix_normal_kl(r, u, r0, u0).item() == pytest.approx(mc.item(), abs=0.05)
 
 
-def test_deepmind_kl_form_is_a_named_option_that_differs_from_the_exact_one(gen):
+def test_deepmind_kl_form_drops_the_half_and_uses_the_diagonal_log_determinant(gen):
     k, c = 3, 2
     r = torch.randn(1, k, c, generator=gen, dtype=torch.float64)
     u = random_spd(k, gen)[None]
     var0 = torch.tensor(1.0, dtype=torch.float64)
-    exact = matrix_normal_kl(r, u, torch.zeros_like(r), var0)
-    assert not torch.allclose(matrix_normal_kl(r, u, torch.zeros_like(r), var0, "deepmind"), 2 * exact)
-    with pytest.raises(BadConfig):
-        matrix_normal_kl(r, u, torch.zeros_like(r), var0, "half")
+    exact = matrix_normal_kl(r, u, torch.zeros_like(r), var0 * torch.eye(k, dtype=torch.float64)[None])
+    logdet_gap = torch.diagonal(u, dim1=-2, dim2=-1).log().sum(-1) - torch.logdet(u)
+    assert torch.allclose(deepmind_kl(r, u, torch.zeros_like(r), var0), 2 * exact - c * logdet_gap)
+    diag = torch.diag_embed(torch.diagonal(u, dim1=-2, dim2=-1))
+    exact_diag = matrix_normal_kl(r, diag, torch.zeros_like(r), var0 * torch.eye(k, dtype=torch.float64)[None])
+    assert torch.allclose(deepmind_kl(r, diag, torch.zeros_like(r), var0), 2 * exact_diag)
+
+
+def test_model_kl_option_selects_the_form(gen):
+    x = binary(gen)
+    exact, dm = small(), small(kl="deepmind")
+    with torch.no_grad():
+        assert not torch.allclose(exact.kl_memory(exact.write(x)), dm.kl_memory(dm.write(x)))
 
 
 SMALL = dict(encoder_width=8, encoder_norm="group", code_size=8, memory_slots=6, decoder_width=8, read_steps=2)

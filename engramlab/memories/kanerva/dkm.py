@@ -1,7 +1,9 @@
 """The Dynamic Kanerva Machine (Wu, Wayne, Gregor, Lillicrap 2018b) and the Kanerva Machine write (2018a).
 
 An episode's frames are encoded to codes z_t = e(x_t) ∈ R^C and written into a Gaussian memory
-q(M) = MN(R, U, I_C) starting from the trainable prior p(M) = MN(R0, σ0² I_K, I_C) (``posterior.py``).
+q(M) = MN(R, U, I_C) starting from the trainable prior p(M) = MN(R0, σ0² I_K, I_C). The memory math
+(address solves, writes, matrix-normal KL and sampling) is the shared ``engramlab.nn.linear_gaussian``
+and ``engramlab.nn.matrix_normal``; only the DeepMind-code KL form lives here.
 
 - ``write="dynamic"`` (DKM): each z_t is addressed against the current posterior mean,
   μ_w = solve(z_t, R) ("bayes" (RRᵀ+σ_ξ²I)⁻¹Rz or "ridge" (RRᵀ+λI)⁻¹Rz, both named), then written
@@ -42,15 +44,23 @@ from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
 from engramlab.memories.base import Memory, MemoryConfig, State, register
 from engramlab.memories.kanerva.coders import ImageDecoder, standard_normal_kl
-from engramlab.memories.kanerva.posterior import (
-    batch_write,
-    matrix_normal_kl,
-    online_write,
-    sample_memory,
-    solve_addressing,
-)
 from engramlab.nn.likelihoods import build_likelihood
+from engramlab.nn.linear_gaussian import address_bayes, address_ridge, batch_write, online_write
+from engramlab.nn.matrix_normal import matrix_normal_kl, rsample
 from engramlab.nn.tsm import TSMResNet18
+
+
+def deepmind_kl(mean: Tensor, cov: Tensor, prior_mean: Tensor, prior_var: Tensor) -> Tensor:
+    """The KL(q(M) ‖ p(M)) of the public DKM code, kept only as a named compatibility option (NOTES.md).
+
+    It drops the ½ of the exact matrix-normal KL and uses Σ ln diag(U) in place of ln|U|:
+    C·tr(U)/σ0² + ‖R − R0‖²/σ0² − KC + C·(K ln σ0² − Σ ln diag U). It is not a KL divergence. -> (B,).
+    """
+    k, c = mean.shape[-2:]
+    trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
+    logdiag = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=1e-8).log().sum(-1)
+    sq = (mean - prior_mean).square().sum((-2, -1))
+    return c * trace / prior_var + sq / prior_var - k * c + c * (k * prior_var.log() - logdiag)
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,9 @@ class DynamicKanervaMachine(Memory):
         return DKMState(mean, cov)
 
     def _address(self, z: Tensor, state: DKMState) -> Tensor:
-        return solve_addressing(z, state.mean, self.config.obs_noise, self.config.addressing, self.config.ridge)
+        if self.config.addressing == "ridge":
+            return address_ridge(z, state.mean, self.config.ridge)
+        return address_bayes(z, state.mean, self.config.obs_noise)
 
     # -- the protocol --------------------------------------------------------------------------
     def write(self, episode: Tensor) -> DKMState:
@@ -167,16 +179,16 @@ class DynamicKanervaMachine(Memory):
 
     def generate(self, state: DKMState, n: int, sample_memory_: bool = True) -> Tensor:
         """(B, n, C, H, W): w ~ N(0, I), M̃ ~ q(M), decode M̃ᵀw."""
-        memory = sample_memory(state.mean, state.cov) if sample_memory_ else state.mean
+        memory = rsample(state.mean, state.cov) if sample_memory_ else state.mean
         w = torch.randn(memory.shape[0], n, memory.shape[1], device=memory.device, dtype=memory.dtype)
         return self.likelihood.mean(self.decoder(w @ memory))
 
     def kl_memory(self, state: DKMState) -> Tensor:
         """KL(q(M) ‖ p(M)) per episode, (B,), in the configured form."""
-        b = state.mean.shape[0]
-        return matrix_normal_kl(
-            state.mean, state.cov, self.prior_mean.expand(b, -1, -1), self.log_prior_var.exp(), self.config.kl
-        )
+        prior = self._prior_state(state.mean.shape[0])
+        if self.config.kl == "deepmind":
+            return deepmind_kl(state.mean, state.cov, prior.mean, self.log_prior_var.exp())
+        return matrix_normal_kl(state.mean, state.cov, prior.mean, prior.cov)
 
     def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
         """Per-frame terms, each (B, T), nats: rec, kl_w, kl_m (= KL(M)/T), ae (= ln p(x|z)),
@@ -188,7 +200,7 @@ class DynamicKanervaMachine(Memory):
         w_mean = self._address(z, state)
         w_std = self.log_w_std.exp()
         w = w_mean + w_std * torch.randn_like(w_mean) if sample else w_mean
-        memory = sample_memory(state.mean, state.cov) if sample else state.mean
+        memory = rsample(state.mean, state.cov) if sample else state.mean
         rec = self.likelihood.log_prob(self.decoder(w @ memory), episode)
         kl_w = standard_normal_kl(w_mean, (2 * self.log_w_std).expand_as(w_mean))
         kl_m = (self.kl_memory(state) / t).unsqueeze(1).expand(-1, t)
