@@ -21,7 +21,7 @@ from engramlab.evaluation.suites.kanerva_common import (
     IIDEpisodes,
     build,
     evaluate,
-    load_split,
+    load_splits,
     summarise,
     train,
 )
@@ -43,11 +43,11 @@ def kanerva_ablation(ctx: BenchContext) -> BenchResult:
     notes: list[str] = []
     for dataset in cfg["datasets"]:
         try:
-            splits = {s: load_split(dataset, s, ctx) for s in ("train", "val", "test")}
+            splits, described = load_splits(dataset, ctx)
         except (DataError, ImportError) as e:
             notes.append(f"{dataset} skipped: {e}")
             continue
-        notes.append(f"{dataset}: {DATASETS[dataset][4]}.")
+        notes.append(f"{dataset}: {DATASETS[dataset][4]}. Loader: {described}")
         shape = tuple(splits["train"].shape[1:])
         for seed in range(ctx.seed, ctx.seed + cfg["seeds"]):
             sources = {s: IIDEpisodes(p, cfg["episode_length"], cfg["batch_size"], seed, s) for s, p in splits.items()}

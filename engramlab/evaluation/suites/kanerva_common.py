@@ -40,8 +40,7 @@ DATASETS: dict[str, tuple[str, dict[str, Any], str, str, str]] = {
         {"image_size": 28, "binarize": "threshold"},
         "bernoulli",
         "nats",
-        "binarized Omniglot from the shipped small background zips, 28×28, thresholded at 0.5, "
-        "split by the dataset loader (by alphabet) — not Burda's 24,345/8,070 split",
+        "binarized Omniglot, 28×28, thresholded at 0.5, split by alphabet — not Burda's 24,345/8,070 split",
     ),
     "fashion-mnist": (
         "fashion_mnist",
@@ -53,12 +52,14 @@ DATASETS: dict[str, tuple[str, dict[str, Any], str, str, str]] = {
 }
 
 
-def load_split(dataset: str, split: str, ctx: BenchContext) -> Tensor:
-    """(N, C, H, W) float32 images of one split of a benchmark dataset."""
+def load_splits(dataset: str, ctx: BenchContext) -> tuple[dict[str, Tensor], str]:
+    """(N, C, H, W) float32 images of the train/val/test splits, and the loader's description of them."""
     from engramlab.episodes.datasets import load_dataset
 
     name, options, *_ = DATASETS[dataset]
-    return load_dataset(name, split=split, data_dir=ctx.data_dir, **options).patterns.float()
+    sets = {s: load_dataset(name, split=s, data_dir=ctx.data_dir, **options) for s in ("train", "val", "test")}
+    sizes = "/".join(str(len(sets[s])) for s in ("train", "val", "test"))
+    return {s: ps.patterns.float() for s, ps in sets.items()}, f"{sets['train'].describe()} Sizes {sizes}."
 
 
 def _seed(*parts: object) -> int:

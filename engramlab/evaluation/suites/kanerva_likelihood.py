@@ -26,7 +26,7 @@ from engramlab.evaluation.suites.kanerva_common import (
     build,
     evaluate,
     image_grid,
-    load_split,
+    load_splits,
     salt_and_pepper,
     summarise,
     train,
@@ -46,7 +46,7 @@ QUICK = {
     "wall_clock_datasets": ["binarized-mnist"],
     "episode_length": 8,
     "batch_size": 4,
-    "steps": 150,
+    "steps": 300,
     "lr": 1e-3,
     "test_batches": 8,
     "kanerva++": {"encoder_width": 8, "latent": 32, "memory_size": 32, "window": 16, "writer_width": 64,
@@ -118,7 +118,7 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
     for dataset in cfg["datasets"]:
         _, _, likelihood, unit, variant = DATASETS[dataset]
         try:
-            splits = {s: load_split(dataset, s, ctx) for s in ("train", "val", "test")}
+            splits, described = load_splits(dataset, ctx)
         except (DataError, ImportError) as e:
             notes.append(f"{dataset} skipped: {e}")
             log.warning("kanerva-likelihood: %s skipped (%s)", dataset, e)
@@ -127,7 +127,7 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
         dims = math.prod(shape)
         scale = 1.0 if unit == "nats" else 1.0 / (dims * math.log(2))
         sources = {s: IIDEpisodes(p, t, b, ctx.seed, s) for s, p in splits.items()}
-        notes.append(f"{dataset}: {variant}; {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} images.")
+        notes.append(f"{dataset}: {variant}. Loader: {described}")
         budgets = ["steps"] + (["wall-clock"] if dataset in cfg["wall_clock_datasets"] else [])
         wall_budget = None
         models: dict[str, Any] = {}
