@@ -254,3 +254,42 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
 def test_bad_arguments_raise_bad_config(kwargs, message):
     with pytest.raises(BadConfig, match=message):
         load_dataset(**kwargs)
+
+
+def make_omniglot_zip(path, top, alphabets, chars=3, drawers=2):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for a in alphabets:
+            for c in range(1, chars + 1):
+                for d in range(1, drawers + 1):
+                    img = np.full((105, 105), 255, dtype=np.uint8)  # white background
+                    img[20:80, 50:55] = 0  # one black stroke
+                    buf = io.BytesIO()
+                    Image.fromarray(img).convert("1").save(buf, format="PNG")
+                    zf.writestr(f"{top}/{a}/character{c:02d}/{c:04d}_{d:02d}.png", buf.getvalue())
+
+
+def test_omniglot_full_zips_background_is_train_val_and_evaluation_is_test(tmp_path):
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    make_omniglot_zip(folder / "images_background.zip", "images_background", ["A", "B"], chars=10)
+    make_omniglot_zip(folder / "images_evaluation.zip", "images_evaluation", ["C"], chars=4)
+    make_omniglot_zip(folder / "images_background_small1.zip", "images_background_small1", ["A"])  # ignored
+    parts = {s: load_dataset("omniglot", s, data_dir=tmp_path) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [36, 4, 8]  # 20 background chars, 2 for val
+    assert set(parts["test"].labels.tolist()) == {20, 21, 22, 23}  # global index continues after background
+    assert not set(parts["train"].labels.tolist()) & set(parts["val"].labels.tolist())
+    assert "evaluation zip = test" in parts["test"].describe()
+    x = parts["test"].patterns[0, 0]
+    assert x[:3].max() == 0 and x[10:18, 13:15].amax(dim=1).min() > 0.5  # inverted: stroke = 1, background = 0
+
+
+def test_a_corrupt_omniglot_zip_raises_data_error(tmp_path):
+    (tmp_path / "omniglot").mkdir()
+    (tmp_path / "omniglot" / "images_background_small1.zip").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(DataError, match="images_background_small1.zip"):
+        load_dataset("omniglot", "train", data_dir=tmp_path)

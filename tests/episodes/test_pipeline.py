@@ -74,3 +74,41 @@ def test_data_config_round_trips_and_rejects_bad_values():
         DataConfig(episode_length=4, queries_per_episode=5)
     with pytest.raises(BadConfig, match="split"):
         EpisodeSource(DataConfig(), "dev", 0)
+
+
+def test_dynamic_binarization_is_resampled_per_step_but_reproducible(shared_data):
+    cfg = DataConfig(
+        dataset="binarized_mnist",
+        binarize="dynamic",
+        data_dir=str(shared_data),
+        episode_length=4,
+        batch_size=2,
+        corruption="flip:p=0.1",
+    )
+    source = EpisodeSource(cfg, "train", 0)
+    a, b = source.batch(0), source.batch(0)
+    assert torch.equal(a.patterns, b.patterns) and set(a.patterns.unique().tolist()) == {0.0, 1.0}
+
+
+def test_class_structured_omniglot_episodes(shared_data):
+    cfg = DataConfig(
+        dataset="omniglot",
+        data_dir=str(shared_data),
+        episode_length=10,
+        batch_size=3,
+        class_structured=True,
+        classes_per_episode=2,
+    )
+    b = EpisodeSource(cfg, "test", 0).batch(0)
+    assert b.patterns.shape == (3, 10, 1, 28, 28)
+    assert all(len(set(row.tolist())) == 2 for row in b.labels)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batches_and_corruptions_follow_the_device():
+    from engramlab.episodes.corruption import corrupt
+
+    b = EpisodeSource(DataConfig(), "train", 0).batch(0).to("cuda")
+    for spec in ("flip:p=0.1", "block:size=3,noise=gaussian", "mask:region=left_half", "speckle:std=0.1"):
+        q, m = corrupt(b.patterns, spec, torch.Generator(device="cuda").manual_seed(0))
+        assert q.is_cuda and m.is_cuda
