@@ -432,7 +432,9 @@ class Trainer:
                                 if key != "step" and isinstance(value, float):
                                     writer.add_scalar(key, value, self.step)
                         if bar is not None:
-                            bar.set_postfix(loss=f"{row['loss']:.4g}", eps=f"{row['episodes_per_s']:.1f}")
+                            bar.set_postfix(
+                                loss=f"{row['loss']:.4g}", eps=f"{row['episodes_per_s']:.1f}", refresh=False
+                            )
                     if bar is not None:
                         bar.update(1)
                     if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final:

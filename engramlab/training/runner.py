@@ -17,11 +17,14 @@ from pathlib import Path
 import torch
 
 from engramlab.training.config import Experiment
-from engramlab.training.loop import Trainer, TrainResult
+from engramlab.training.loop import Trainer, TrainResult, step_seed
 
 
 def build_run(experiment: Experiment, data_dir: str | Path | None = None):
-    """The memory and the train/val ``EpisodeSource``s of ``experiment`` (memory on the CPU)."""
+    """The memory and the train/val ``EpisodeSource``s of ``experiment`` (memory on the CPU).
+
+    The memory's initial weights are a function of ``experiment.seed`` (torch is seeded before it is built).
+    """
     from engramlab.episodes.pipeline import EpisodeSource
     from engramlab.memories import build_memory
 
@@ -30,6 +33,7 @@ def build_run(experiment: Experiment, data_dir: str | Path | None = None):
         data = dataclasses.replace(data, data_dir=str(data_dir))
     train_source = EpisodeSource(data, "train", experiment.seed)
     val_source = EpisodeSource(data, "val", experiment.seed)
+    torch.manual_seed(step_seed(experiment.seed, 0, 0, tag=2))  # initial weights from the experiment seed
     memory = build_memory(experiment.memory_name, tuple(train_source.pattern_shape), **experiment.memory_fields)
     return memory, train_source, val_source
 
