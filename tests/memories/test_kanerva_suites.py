@@ -2,29 +2,8 @@
 
 import json
 
-import torch
-
 from engramlab.evaluation import bench
 from engramlab.evaluation.suites import kanerva_speed
-from engramlab.evaluation.suites.kanerva_common import IIDEpisodes, salt_and_pepper
-
-
-def test_iid_episodes_are_a_pure_function_of_seed_split_and_step(gen):
-    patterns = torch.rand(50, 1, 8, 8, generator=gen)
-    a = IIDEpisodes(patterns, 5, 3, seed=1, split="test")
-    b = IIDEpisodes(patterns, 5, 3, seed=1, split="test")
-    assert torch.equal(a.batch(4).patterns, b.batch(4).patterns)
-    assert not torch.equal(a.batch(4).patterns, a.batch(5).patterns)
-    flat = a.batch(0).patterns.flatten(2)
-    for episode in flat:  # no image twice within an episode
-        assert torch.unique(episode, dim=0).shape[0] == 5
-
-
-def test_salt_and_pepper_touches_about_p_of_the_values():
-    x = torch.full((1, 4, 1, 28, 28), 0.5)
-    noisy = salt_and_pepper(x, 0.2, seed=0)
-    assert abs((noisy != 0.5).float().mean().item() - 0.2) < 0.02
-    assert set(noisy.unique().tolist()) == {0.0, 0.5, 1.0}
 
 
 def test_speed_suite_writes_a_table_with_the_dkm_over_kpp_ratio(tmp_path, monkeypatch):

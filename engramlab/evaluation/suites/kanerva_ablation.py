@@ -18,10 +18,9 @@ from engramlab.errors import DataError
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites.kanerva_common import (
     DATASETS,
-    IIDEpisodes,
     build,
+    episode_sources,
     evaluate,
-    load_splits,
     summarise,
     train,
 )
@@ -43,15 +42,15 @@ def kanerva_ablation(ctx: BenchContext) -> BenchResult:
     notes: list[str] = []
     for dataset in cfg["datasets"]:
         try:
-            splits, described = load_splits(dataset, ctx)
+            test = episode_sources(dataset, ctx, cfg["episode_length"], cfg["batch_size"], ctx.seed)[0]["test"]
+            described = test.describe()
         except (DataError, ImportError) as e:
             notes.append(f"{dataset} skipped: {e}")
             continue
         notes.append(f"{dataset}: {DATASETS[dataset][4]}. Loader: {described}")
-        shape = tuple(splits["train"].shape[1:])
+        shape = tuple(test.pattern_shape)
         for seed in range(ctx.seed, ctx.seed + cfg["seeds"]):
-            sources = {s: IIDEpisodes(p, cfg["episode_length"], cfg["batch_size"], seed, s) for s, p in splits.items()}
-            test = IIDEpisodes(splits["test"], cfg["episode_length"], cfg["batch_size"], ctx.seed, "test")
+            sources = episode_sources(dataset, ctx, cfg["episode_length"], cfg["batch_size"], seed)[0]
             for name in ("kanerva++", "kanerva++-dense"):
                 torch.manual_seed(seed)
                 model = build(name, {**cfg["kanerva++"], "likelihood": "bernoulli"}, shape)

@@ -1,25 +1,24 @@
 """Shared pieces of the Kanerva benchmarks (kanerva-likelihood, kanerva-speed, kanerva-ablation).
 
-Protocol (NOTES.md, Evaluation conventions; K++ App. E.1): an episode is T i.i.d. images of one
-split (no class structure, as in the K++/DKM code); a memory is written from the episode and the
-episode's frames are scored by the model's ELBO, in nats per image. Test episodes are fixed by a
+Protocol (NOTES.md, Evaluation conventions; K++ App. E.1): an episode is T images of one split
+drawn without replacement, no class structure (as in the K++/DKM code), from ``EpisodeSource``;
+a memory is written from the episode and the episode's frames are scored by the model's ELBO, in
+nats per image. Test episodes are fixed by a
 seed, so every model sees the same ones; a model's weights are the ones with the best validation
 loss (selection on validation, never on test). One sample per ELBO (no importance weighting).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from engramlab.episodes.batch import EpisodeBatch
+from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
 from engramlab.memories.base import Memory, build_memory
@@ -52,40 +51,18 @@ DATASETS: dict[str, tuple[str, dict[str, Any], str, str, str]] = {
 }
 
 
-def load_splits(dataset: str, ctx: BenchContext) -> tuple[dict[str, Tensor], str]:
-    """(N, C, H, W) float32 images of the train/val/test splits, and the loader's description of them."""
-    from engramlab.episodes.datasets import load_dataset
-
+def episode_sources(
+    dataset: str, ctx: BenchContext, episode_length: int, batch_size: int, seed: int
+) -> tuple[dict[str, EpisodeSource], str]:
+    """Train/val/test ``EpisodeSource``s of a benchmark dataset (queries: salt-and-pepper p=0.15, used
+    only by the denoising figure), and the loader's description of the splits."""
     name, options, *_ = DATASETS[dataset]
-    sets = {s: load_dataset(name, split=s, data_dir=ctx.data_dir, **options) for s in ("train", "val", "test")}
-    sizes = "/".join(str(len(sets[s])) for s in ("train", "val", "test"))
-    return {s: ps.patterns.float() for s, ps in sets.items()}, f"{sets['train'].describe()} Sizes {sizes}."
-
-
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:7], "little")
-
-
-@dataclass
-class IIDEpisodes:
-    """B episodes of T i.i.d. images drawn without replacement within an episode.
-
-    ``batch(step, rank)`` is a pure function of (seed, split, step, rank), so every model trained or
-    tested with the same source sees the same episodes.
-    """
-
-    patterns: Tensor
-    episode_length: int
-    batch_size: int
-    seed: int
-    split: str
-
-    def batch(self, step: int, rank: int = 0) -> EpisodeBatch:
-        gen = torch.Generator().manual_seed(_seed(self.seed, self.split, step, rank))
-        n = self.patterns.shape[0]
-        keys = torch.rand(self.batch_size, n, generator=gen)
-        index = keys.topk(self.episode_length, dim=1).indices  # T distinct indices per episode
-        return EpisodeBatch(patterns=self.patterns[index])
+    config = DataConfig(dataset=name, data_dir=str(ctx.data_dir) if ctx.data_dir else None,
+                        episode_length=episode_length, batch_size=batch_size, corruption="salt_pepper:p=0.15",
+                        **options)  # fmt: skip
+    sources = {s: EpisodeSource(config, s, seed) for s in ("train", "val", "test")}
+    sizes = "/".join(str(len(sources[s].patternset)) for s in ("train", "val", "test"))
+    return sources, f"{sources['train'].patternset.describe()} Sizes {sizes}."
 
 
 def build(name: str, fields: dict[str, Any], shape: tuple[int, ...]) -> Memory:
@@ -94,8 +71,8 @@ def build(name: str, fields: dict[str, Any], shape: tuple[int, ...]) -> Memory:
 
 def train(
     model: Memory,
-    train_src: IIDEpisodes,
-    val_src: IIDEpisodes,
+    train_src: EpisodeSource,
+    val_src: EpisodeSource,
     ctx: BenchContext,
     steps: int,
     lr: float,
@@ -131,12 +108,14 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: Memory, test_src: IIDEpisodes, batches: int, seed: int, device: torch.device) -> dict[str, Tensor]:
+def evaluate(
+    model: Memory, test_src: EpisodeSource, batches: int, seed: int, device: torch.device
+) -> dict[str, Tensor]:
     """Per-episode means over frames of every ELBO term, concatenated over ``batches`` test batches."""
     model.eval()
     out: dict[str, list[Tensor]] = {}
     for i in range(batches):
-        torch.manual_seed(_seed(seed, "eval", i))
+        torch.manual_seed(seed * 1_000_003 + i)
         terms = model.elbo_terms(test_src.batch(i).patterns.to(device), sample=True)
         for k, v in terms.items():
             out.setdefault(k, []).append(v.mean(1).cpu())
@@ -170,11 +149,3 @@ def image_grid(path, rows: list[tuple[str, Tensor]], title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def salt_and_pepper(x: Tensor, p: float, seed: int) -> Tensor:
-    """Set a fraction p of the values to 0 or 1 at random (fixed seed)."""
-    gen = torch.Generator().manual_seed(seed)
-    hit = torch.rand(x.shape, generator=gen) < p
-    value = (torch.rand(x.shape, generator=gen) < 0.5).to(x.dtype)
-    return torch.where(hit.to(x.device), value.to(x.device), x)

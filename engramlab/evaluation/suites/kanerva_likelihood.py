@@ -22,12 +22,10 @@ from engramlab.errors import DataError
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites.kanerva_common import (
     DATASETS,
-    IIDEpisodes,
     build,
+    episode_sources,
     evaluate,
     image_grid,
-    load_splits,
-    salt_and_pepper,
     summarise,
     train,
 )
@@ -76,9 +74,10 @@ def _fields(cfg: dict[str, Any], model: str, likelihood: str) -> dict[str, Any]:
     return {**cfg[model], "likelihood": likelihood}
 
 
-def _figures(ctx: BenchContext, dataset: str, models: dict[str, Any], test: IIDEpisodes) -> None:
+def _figures(ctx: BenchContext, dataset: str, models: dict[str, Any], test: Any) -> None:
     """Generations, reconstructions, and iterative-read denoising of salt-and-pepper queries."""
-    episode = test.batch(0).patterns[:1].to(ctx.device)  # (1, T, C, H, W)
+    batch = test.batch(0)
+    episode = batch.patterns[:1].to(ctx.device)  # (1, T, C, H, W)
     kpp, dkm = models["kanerva++"], models["dkm"]
     torch.manual_seed(ctx.seed)
     with torch.no_grad():
@@ -100,7 +99,7 @@ def _figures(ctx: BenchContext, dataset: str, models: dict[str, Any], test: IIDE
             ("VAE", models["kpp-vae"].read(episode, None, steps=1)[0]),
         ]
         image_grid(ctx.figure_path(f"{dataset}-reconstructions"), rows, f"{dataset}: reconstructions")
-        noisy = salt_and_pepper(episode, 0.15, ctx.seed)
+        noisy = batch.queries[:1].to(ctx.device)  # salt and pepper, p = 0.15, from the EpisodeSource
         ktraj = kpp.read_trajectory(noisy, kstate, steps=10)
         dtraj = dkm.read_trajectory(noisy, dstate, steps=10)
         rows = [("original", episode[0]), ("salt & pepper p=0.15", noisy[0])]
@@ -118,15 +117,14 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
     for dataset in cfg["datasets"]:
         _, _, likelihood, unit, variant = DATASETS[dataset]
         try:
-            splits, described = load_splits(dataset, ctx)
+            sources, described = episode_sources(dataset, ctx, t, b, ctx.seed)
         except (DataError, ImportError) as e:
             notes.append(f"{dataset} skipped: {e}")
             log.warning("kanerva-likelihood: %s skipped (%s)", dataset, e)
             continue
-        shape = tuple(splits["train"].shape[1:])
+        shape = tuple(sources["train"].pattern_shape)
         dims = math.prod(shape)
         scale = 1.0 if unit == "nats" else 1.0 / (dims * math.log(2))
-        sources = {s: IIDEpisodes(p, t, b, ctx.seed, s) for s, p in splits.items()}
         notes.append(f"{dataset}: {variant}. Loader: {described}")
         budgets = ["steps"] + (["wall-clock"] if dataset in cfg["wall_clock_datasets"] else [])
         wall_budget = None
