@@ -238,11 +238,24 @@ def download(name: str, data_dir: str | Path | None = None, progress: bool = Tru
             target = root / remote.extract
             try:
                 with tarfile.open(dest) as tar:
-                    tar.extractall(target, filter="data")
+                    _safe_extract(tar, target)
             except (tarfile.TarError, OSError) as e:
                 raise DataError(f"cannot extract {dest}: {e}") from e
         done.append(dest)
     return done
+
+
+def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
+    """Extract an archive, refusing members that would land outside ``target`` (links, absolute paths)."""
+    try:
+        tar.extractall(target, filter="data")
+    except TypeError:  # Python < 3.10.12 has no extraction filters
+        root = target.resolve()
+        for member in tar.getmembers():
+            dest = (target / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or (root not in dest.parents and dest != root):
+                raise DataError(f"refusing to extract unsafe archive member {member.name!r}") from None
+        tar.extractall(target)
 
 
 def check(data_dir: str | Path | None = None, names: list[str] | None = None) -> list[tuple[str, str]]:

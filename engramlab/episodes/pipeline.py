@@ -169,10 +169,10 @@ class EpisodeSource:
             patterns, labels = binary_strings(cfg.batch_size, cfg.episode_length, cfg.string_dim, gen), None
         else:
             patterns, labels = self._sampler.sample(gen)
-            if cfg.value_range is not None:
-                lo, hi = self.source_range
-                new_lo, new_hi = self.value_range
-                patterns = new_lo + (patterns - lo) * ((new_hi - new_lo) / (hi - lo))
+        if cfg.value_range is not None:  # linear map from the source's range to the configured one
+            lo, hi = self.source_range
+            new_lo, new_hi = self.value_range
+            patterns = new_lo + (patterns - lo) * ((new_hi - new_lo) / (hi - lo))
         patterns = patterns.contiguous()
         if cfg.corruption is None:
             return EpisodeBatch(patterns=patterns, labels=labels)

@@ -90,3 +90,23 @@ def test_every_source_has_an_https_or_http_url_and_a_checksum_where_shipped():
         for f in files:
             assert f.urls and all(u.startswith(("https://", "http://")) for u in f.urls), name
     assert all(f.sha256 for f in dl.SOURCES["binarized_mnist"] + dl.SOURCES["fashion_mnist"])
+
+
+def test_archives_are_extracted_after_verification(monkeypatch, tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/readme.html")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    payload = buf.getvalue()
+    src = tmp_path / "c.tar.gz"
+    src.write_bytes(payload)
+    remote = dl.RemoteFile(
+        "cifar10/c.tar.gz", (src.as_uri(),), (hashlib.sha256(payload).hexdigest(),), extract="cifar10"
+    )
+    monkeypatch.setitem(dl.SOURCES, "toy", (remote,))
+    dl.download("toy", tmp_path / "data", progress=False)
+    assert (tmp_path / "data" / "cifar10" / "cifar-10-batches-py" / "readme.html").read_bytes() == b"hello"

@@ -112,3 +112,9 @@ def test_batches_and_corruptions_follow_the_device():
     for spec in ("flip:p=0.1", "block:size=3,noise=gaussian", "mask:region=left_half", "speckle:std=0.1"):
         q, m = corrupt(b.patterns, spec, torch.Generator(device="cuda").manual_seed(0))
         assert q.is_cuda and m.is_cuda
+
+
+def test_value_range_also_maps_binary_strings():
+    s = EpisodeSource(DataConfig(dataset="binary_strings", value_range=(0.0, 1.0), corruption="flip:p=0.5"), "train", 0)
+    b = s.batch(0)
+    assert set(b.patterns.unique().tolist()) == {0.0, 1.0} and set(b.queries.unique().tolist()) == {0.0, 1.0}
