@@ -91,3 +91,36 @@ def _env():
     """This environment without any torchrun variables of an enclosing run, one thread per rank."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     return {**env, "OMP_NUM_THREADS": "1"}
+
+
+PRESET = """
+seed = 0
+[memory]
+name = "modern-hopfield-learned"
+key_dim = 16
+[data]
+dataset = "digits"
+episode_length = 6
+batch_size = 4
+[train]
+steps = 4
+eval_every = 2
+eval_batches = 1
+checkpoint_every = 2
+"""
+
+
+def test_engram_train_under_torchrun_writes_one_run_from_rank_0(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(PRESET)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "engramlab.cli", "train", str(preset), "--out", str(out), "--device", "cpu", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("trained to step 4") == 2  # each rank's CLI reports; rank 0 alone wrote
+    with open(out / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "log.csv", "step-00000002", "step-00000004"]
+    meta = (out / "step-00000004" / "meta.json").read_text()
+    assert '"world_size": 2' in meta
