@@ -143,19 +143,20 @@ def block(
     """
     _check(x)
     low, high = _range(x, value_range)
-    mask = _block_mask(x, generator, size, pattern_dims)
-    shape = tuple(x.shape)
-    if noise == "gaussian":
-        fill = _randn(shape, x, generator)
-    elif noise == "uniform":
-        fill = low + (high - low) * _rand(shape, x, generator)
-    elif noise == "binary":
-        fill = torch.where(_rand(shape, x, generator) < 0.5, high, low).to(x.dtype)
-    elif noise == "zero":
-        fill = torch.zeros_like(x)
-    else:
+    if noise not in ("gaussian", "uniform", "binary", "zero"):
         raise BadConfig(f"block noise must be gaussian, uniform, binary or zero, got {noise!r}")
-    out = torch.where(mask, fill, x)
+    mask = _block_mask(x, generator, size, pattern_dims)
+    # Noise is drawn only for the masked elements (their count is fixed: one block per pattern).
+    count = (int(mask.sum()),)
+    if noise == "gaussian":
+        fill = _randn(count, x, generator)
+    elif noise == "uniform":
+        fill = low + (high - low) * _rand(count, x, generator)
+    elif noise == "binary":
+        fill = torch.where(_rand(count, x, generator) < 0.5, high, low).to(x.dtype)
+    else:
+        fill = torch.zeros(count, dtype=x.dtype, device=x.device)
+    out = x.masked_scatter(mask, fill)
     return (out.clamp(low, high) if clamp else out), mask
 
 
