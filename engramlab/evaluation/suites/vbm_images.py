@@ -37,8 +37,8 @@ PAPER = {
     "celeba": {"vbm-vae": 4174.8, "vbm-ns": 3242.3, "vbm-dkm": 2868.0, "vbm-gauss": 4155.3, "vbm-cat": 4422.5},
 }
 QUICK: dict[str, Any] = {
-    "datasets": [("fashion_mnist", None, "gaussian"), ("binarized_mnist", "static", "bernoulli")],
-    "episodes": 8, "T": 16, "steps": 300, "test_batches": 16,
+    "datasets": [("binarized_mnist", "static", "bernoulli"), ("fashion_mnist", None, "gaussian")],
+    "episodes": 8, "T": 16, "steps": 200, "test_batches": 12, "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
     "model": {"code": 32, "rows": 8, "width": 16},
     "per_model": {"vbm-gauss": {"iters": 10}, "vbm-cat": {"iters": 2},
                   "vbm-mixture": {"clusters": 4, "rows": 4, "iters": 5},
@@ -46,7 +46,8 @@ QUICK: dict[str, Any] = {
 }  # fmt: skip
 FULL: dict[str, Any] = {  # App. F: B = 16 × T = 64, code 200, 32 rows (mixture 10 × 6), 50 VB iterations
     "datasets": [("cifar10", None, "gaussian"), ("fashion_mnist", None, "gaussian"), ("omniglot", None, "bernoulli")],
-    "episodes": 16, "T": 64, "steps": 50_000, "test_batches": 64,
+    "episodes": 16, "T": 64, "steps": 50_000, "test_batches": 64, "speed_T": [16, 32, 64, 128, 256],
+    "speed_K": [8, 16, 32, 64, 128],
     "model": {"code": 200, "rows": 32, "width": 64},
     "per_model": {"vbm-gauss": {"iters": 50}, "vbm-cat": {"iters": 2},
                   "vbm-mixture": {"clusters": 10, "rows": 6, "iters": 10},
@@ -137,7 +138,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
     from engramlab.evaluation.suites.vbm_synthetic import QUICK as SQ
     from engramlab.evaluation.suites.vbm_synthetic import _speed
 
-    speed_cfg = {**SQ, "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64], "speed_C": cfg["model"]["code"]}
+    speed_cfg = {**SQ, "speed_T": cfg["speed_T"], "speed_K": cfg["speed_K"], "speed_C": cfg["model"]["code"]}
     extra["write_speed_ms"] = _speed(speed_cfg, torch.Generator().manual_seed(ctx.seed), ctx.device)
     notes += [
         f"Budget (every model): {cfg['steps']} Adam steps (β1=0, lr 1e-3, clip 100), B={cfg['episodes']} episodes × "

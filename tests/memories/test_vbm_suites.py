@@ -1,0 +1,34 @@
+"""The VBM benchmark suites run end to end on tiny budgets and write their tables and figures."""
+
+import json
+
+import pytest
+
+import engramlab.evaluation.suites.vbm_images as vi
+import engramlab.evaluation.suites.vbm_synthetic as vs
+from engramlab.evaluation.bench import run_suite
+
+
+def test_vbm_synthetic_vb_beats_both_dkm_writes_in_every_cell(tmp_path, monkeypatch):
+    tiny = {**vs.QUICK, "rows": [4, 16], "code_sizes": [10, 40], "seeds": 2, "iters": 10,
+            "speed_T": [8], "speed_K": [4], "speed_C": 8, "speed_repeats": 1}  # fmt: skip
+    monkeypatch.setattr(vs, "QUICK", tiny)
+    paths = run_suite("vbm-synthetic", quick=True, out_root=tmp_path, progress=False)
+    record = json.loads(paths["json"].read_text())
+    assert len(record["rows"]) == 4 and record["extra"]["speed"]
+    assert all(r["ratio_online"] > 1 and r["ratio_batch_iter"] > 1 for r in record["rows"])
+    assert (tmp_path / "vbm-synthetic" / "quick-ratio-heatmaps.png").exists()
+
+
+@pytest.mark.slow
+def test_vbm_images_runs_every_model_on_the_same_test_episodes(tmp_path, monkeypatch):
+    tiny = {**vi.QUICK, "datasets": [("digits", None, "gaussian")], "episodes": 2, "T": 8, "steps": 2,
+            "test_batches": 1, "model": {"code": 8, "rows": 4, "width": 8}, "speed_T": [8], "speed_K": [4],
+            "per_model": {"vbm-mixture": {"clusters": 2, "rows": 2, "iters": 2},
+                          "vbm-tree": {"clusters": 2, "rows": 2, "groups": 2, "iters": 2}}}  # fmt: skip
+    monkeypatch.setattr(vi, "QUICK", tiny)
+    paths = run_suite("vbm-images", quick=True, out_root=tmp_path, progress=False)
+    record = json.loads(paths["json"].read_text())
+    assert [r["model"] for r in record["rows"]] == vi.MODELS
+    assert record["rows"][0]["cifar10_paper"] == 3508.5
+    assert any(name.endswith("samples.png") for name in record["figures"])
