@@ -24,6 +24,8 @@ Spec strings, parsed by ``parse_corruption``::
     "mask:region=bottom_half"      the region (top_half/bottom_half/left_half/right_half) set to
                                    ``fill`` (default 0).
     "speckle:std=0.2"              x + x·std·N(0,1) (multiplicative), clamped (clamp=false to keep raw).
+    "poisson:scale=50"             shot noise: low + Poisson((x − low)·scale)/scale, clamped
+                                   (clamp=false to keep raw); smaller scale = noisier.
     "none"                         no corruption (mask all False).
 
 Example::
@@ -182,6 +184,22 @@ def speckle(x: Tensor, generator: torch.Generator, std: float = 0.2, value_range
     return out, (x != 0) if std > 0 else torch.zeros_like(x, dtype=torch.bool)
 
 
+def poisson(x: Tensor, generator: torch.Generator, scale: float = 50.0, value_range=None, clamp: bool = True) -> Result:
+    """Shot noise: low + Poisson((x − low)·scale)/scale (mean-preserving), clamped unless clamp=False."""
+    _check(x)
+    if not scale > 0:
+        raise BadConfig(f"poisson scale must be > 0, got {scale}")
+    low, high = _range(x, value_range)
+    rate = ((x - low) * scale).clamp(min=0)
+    if generator.device == rate.device:
+        counts = torch.poisson(rate, generator=generator)
+    else:  # draw on the generator's device, then move
+        counts = torch.poisson(rate.to(generator.device), generator=generator).to(x.device)
+    out = low + counts / scale
+    out = out.clamp(low, high) if clamp else out
+    return out, torch.ones_like(x, dtype=torch.bool)
+
+
 REGIONS = ("top_half", "bottom_half", "left_half", "right_half")
 
 
@@ -230,6 +248,7 @@ KINDS: dict[str, KindSpec] = {
     "gaussian": KindSpec(gaussian, {"std": float, "clamp": bool}),
     "mask": KindSpec(mask_region, {"region": str, "fill": float}),
     "speckle": KindSpec(speckle, {"std": float, "clamp": bool}),
+    "poisson": KindSpec(poisson, {"scale": float, "clamp": bool}),
     "none": KindSpec(none, {}),
 }
 
@@ -276,6 +295,6 @@ def parse_corruption(spec: str) -> tuple[str, dict[str, Any]]:
 def corrupt(x: Tensor, spec: str, generator: torch.Generator, value_range: tuple[float, float] | None = None) -> Result:
     """Apply the corruption named by ``spec`` to x (B, T, *pattern); returns (corrupted, mask)."""
     kind, params = parse_corruption(spec)
-    if kind in ("flip", "salt_pepper", "block", "gaussian", "speckle"):
+    if kind in ("flip", "salt_pepper", "block", "gaussian", "speckle", "poisson"):
         params["value_range"] = value_range
     return KINDS[kind].fn(x, generator, **params)

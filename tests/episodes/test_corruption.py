@@ -170,3 +170,12 @@ def test_bad_values_and_inputs_are_rejected(gen):
         corrupt(torch.zeros(1, 1, 1, 4, 4), "mask:region=middle", gen)
     with pytest.raises(BadInput, match="floating-point"):
         corrupt(torch.zeros(1, 1, 4, dtype=torch.long), "flip:p=0.1", gen)
+
+
+def test_poisson_shot_noise_is_mean_preserving_with_variance_x_over_scale(gen):
+    x = torch.full((64, 64, 256), 0.4)
+    q, mask = corrupt(x, "poisson:scale=20,clamp=false", gen)
+    assert mask.all() and abs(q.mean().item() - 0.4) < 0.003
+    assert abs(q.var().item() / (0.4 / 20) - 1) < 0.02  # Var = x/scale
+    q2, _ = corrupt(torch.rand(8, 8, 64, generator=gen), "poisson:scale=2", gen)
+    assert q2.min() >= 0 and q2.max() <= 1
