@@ -52,6 +52,7 @@ from engramlab.training.signals import StopRequests
 
 logger = logging.getLogger(__name__)
 
+_RESERVED = {"step", "loss", "lr", "grad_norm", "episodes_per_s", "wall"}  # log.csv columns of the loop itself
 Hook = Callable[["Trainer", int, dict[str, float]], None]
 
 
@@ -246,6 +247,8 @@ class Trainer:
         loss, logs = out
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise BadInput(f"{type(self.model).__name__}.loss(batch) must return a scalar tensor, got {loss!r}")
+        if not loss.requires_grad:
+            raise BadInput(f"{type(self.model).__name__}.loss(batch) does not depend on any trainable parameter")
         return loss.reshape(()), logs
 
     def _scalars(self, loss: Tensor, logs: dict[str, Any]) -> tuple[list[str], Tensor]:
@@ -257,7 +260,7 @@ class Trainer:
             value = value.detach() if isinstance(value, Tensor) else torch.as_tensor(value)
             if value.numel() != 1:
                 raise BadInput(f"loss log '{key}' must be a scalar, got shape {tuple(value.shape)}")
-            names.append(str(key))
+            names.append(f"log_{key}" if key in _RESERVED else str(key))
             values.append(value.to(self.device, torch.float32).reshape(()))
         return names, torch.stack(values)
 

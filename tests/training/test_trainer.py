@@ -10,7 +10,7 @@ import pytest
 import torch
 from trainhelp import ToySource, make_memory
 
-from engramlab.errors import BadConfig, NumericalError
+from engramlab.errors import BadConfig, BadInput, NumericalError
 from engramlab.training import TrainConfig, Trainer
 
 
@@ -240,3 +240,35 @@ def test_time_budget_stops_early_with_a_checkpoint(tmp_path):
     assert result.stopped_by_time and not result.interrupted
     assert 0 < result.step < 10_000
     assert result.checkpoint == tmp_path / f"step-{result.step:08d}"
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, logs):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.logs = logs
+
+    def loss(self, batch):
+        return (self.w * 0).sum() + 1.0, self.logs
+
+
+def test_log_keys_that_clash_with_loop_columns_are_prefixed(tmp_path):
+    fit(Constant({"loss": 5.0, "lr": 6.0, "kl": 7.0}), out_dir=tmp_path, steps=1)
+    row = read_log(tmp_path / "log.csv")[0]
+    assert float(row["loss"]) == 1.0 and float(row["log_loss"]) == 5.0 and float(row["log_lr"]) == 6.0
+    assert float(row["kl"]) == 7.0
+
+
+def test_a_loss_without_gradient_or_not_scalar_is_bad_input():
+    class NoGrad(Constant):
+        def loss(self, batch):
+            return torch.tensor(1.0), {}
+
+    class Vector(Constant):
+        def loss(self, batch):
+            return self.w.expand(3), {}
+
+    with pytest.raises(BadInput, match="does not depend on any trainable parameter"):
+        fit(NoGrad({}))
+    with pytest.raises(BadInput, match="scalar"):
+        fit(Vector({}))
