@@ -140,6 +140,9 @@ class Trainer:
         hooks: callables ``hook(trainer, step, row)`` run on every rank after each update.
         resume: continue from the latest checkpoint in ``out_dir`` (a fresh start when there is none).
         experiment: the ``Experiment`` to record in checkpoints (``train`` and the CLI pass it).
+        handle_signals: turn the first Ctrl-C/SIGTERM into a clean stop (see the module doc). False
+            leaves signals alone: a KeyboardInterrupt saves a checkpoint (between updates) and is
+            re-raised, so a benchmark that trains several models ends on Ctrl-C.
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
         resume: bool = False,
         experiment: Experiment | None = None,
+        handle_signals: bool = True,
     ):
         if not isinstance(config, TrainConfig):
             raise BadConfig(f"Trainer needs a TrainConfig, got {type(config).__name__}")
@@ -174,6 +178,7 @@ class Trainer:
         self.hooks = list(hooks or [])
         self.resume = resume
         self.experiment = experiment
+        self.handle_signals = handle_signals
         self.optimizer = build_optimizer(self.model.parameters(), config)
         self.step = 0  # updates completed
         self.best_val: float | None = None
@@ -406,7 +411,7 @@ class Trainer:
         last_row: dict[str, float] = {}
         interval_t, interval_episodes = time.perf_counter(), 0
         try:
-            with StopRequests() as stop:
+            with StopRequests(enabled=self.handle_signals) as stop:
                 while self.step < cfg.steps:
                     over_time = cfg.max_seconds is not None and time.perf_counter() - self._t0 > cfg.max_seconds
                     row, episodes, any_stop = self._update(stop.requested or over_time)
@@ -455,6 +460,8 @@ class Trainer:
             result.interrupted = True
             if not self.dist.distributed and self.step > start and not self._in_optimizer_step:
                 self.save(last_row)
+            if not self.handle_signals:
+                raise
         finally:
             if bar is not None:
                 bar.close()

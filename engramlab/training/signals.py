@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 class StopRequests:
     """First SIGINT/SIGTERM sets ``requested``; a second SIGINT raises KeyboardInterrupt at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.requested = False
         self._previous: dict[int, Any] = {}
 
@@ -24,7 +25,7 @@ class StopRequests:
         logger.warning("received %s: stopping after this update and saving a checkpoint", signal.Signals(signum).name)
 
     def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
                     self._previous[sig] = signal.signal(sig, self._handle)

@@ -272,3 +272,17 @@ def test_a_loss_without_gradient_or_not_scalar_is_bad_input():
         fit(NoGrad({}))
     with pytest.raises(BadInput, match="scalar"):
         fit(Vector({}))
+
+
+def test_signal_handling_can_be_left_to_the_caller(tmp_path):
+    def interrupt(trainer, step, row):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = Trainer(
+        make_memory(), ToySource(), TrainConfig(steps=5), tmp_path, device="cpu", progress=False, hooks=[interrupt],
+        handle_signals=False,
+    )  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):  # from the default SIGINT handler: saved, then re-raised
+        trainer.fit()
+    assert trainer.step == 1 and (tmp_path / "step-00000001" / "meta.json").is_file()
