@@ -135,8 +135,8 @@ def test_vb_write_is_at_least_as_good_as_gradient_ascent_from_the_same_start(gen
     lu = torch.eye(k, dtype=D).expand(1, k, k).clone().requires_grad_()
     mw = torch.zeros(1, t, k, dtype=D, requires_grad=True)
     lw = torch.eye(k, dtype=D).expand(1, t, k, k).clone().requires_grad_()
-    opt = torch.optim.Adam([r, lu, mw, lw], lr=0.02)
-    for _ in range(1500):
+    opt = torch.optim.Adam([r, lu, mw, lw], lr=0.05)
+    for _ in range(600):
         opt.zero_grad()
         u = lu.tril() @ lu.tril().transpose(-1, -2) + 1e-9 * torch.eye(k, dtype=D)
         sw = lw.tril() @ lw.tril().transpose(-1, -2) + 1e-9 * torch.eye(k, dtype=D)

@@ -38,7 +38,7 @@ PAPER = {
 }
 QUICK: dict[str, Any] = {
     "datasets": [("binarized_mnist", "static", "bernoulli"), ("fashion_mnist", None, "gaussian")],
-    "episodes": 8, "T": 16, "steps": 200, "test_batches": 12, "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
+    "episodes": 8, "T": 16, "steps": 150, "test_batches": 12, "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
     "model": {"code": 32, "rows": 8, "width": 16},
     "per_model": {"vbm-gauss": {"iters": 10}, "vbm-cat": {"iters": 2},
                   "vbm-mixture": {"clusters": 4, "rows": 4, "iters": 5},
@@ -128,6 +128,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                          "cifar10_paper": PAPER["cifar10"].get(name), "celeba_paper": PAPER["celeba"].get(name),
                          "memory_floats": model.memory_floats()})  # fmt: skip
             trained[name] = model
+            _save_partial(ctx, rows)
         _figures(ctx, dataset, test, trained, cfg, extra)
     ranking = {}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
@@ -170,6 +171,14 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
         notes=notes,
         title="vbm-images: negative ELBO per frame (nats) and bits/dim, VBM vs baselines",
     )
+
+
+def _save_partial(ctx: BenchContext, rows: list[dict[str, Any]]) -> None:
+    """Rows measured so far, so that a long run that is stopped still leaves its numbers."""
+    import json
+
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.out_dir / f"{ctx.run_name}-partial.json").write_text(json.dumps(rows, indent=1))
 
 
 @torch.no_grad()
