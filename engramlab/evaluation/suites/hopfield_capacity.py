@@ -17,6 +17,8 @@ import time
 import torch
 from torch import Tensor
 
+from engramlab.episodes.corruption import corrupt
+from engramlab.episodes.synthetic import binary_strings
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.metrics import hamming_error, summarize
 from engramlab.memories.base import build_memory
@@ -48,10 +50,10 @@ def _episodes(seed: int, T: int, episodes: int, queries: int) -> tuple[Tensor, T
     (patterns are i.i.d., so which ones does not matter).
     """
     gen = torch.Generator().manual_seed(seed * 100_003 + T)
-    patterns = torch.randint(0, 2, (episodes, T, DIM), generator=gen).float() * 2 - 1
+    patterns = binary_strings(episodes, T, DIM, gen)
     targets = patterns[:, : min(queries, T)]
-    flips = torch.rand(targets.shape, generator=gen) < FLIP
-    return patterns, torch.where(flips, -targets, targets), targets
+    corrupted, _ = corrupt(targets, f"flip:p={FLIP}", gen, value_range=(-1.0, 1.0))
+    return patterns, corrupted, targets
 
 
 @register_suite("hopfield-capacity", "bit error vs stored 128-bit patterns (10% flips): classical and modern Hopfield")
