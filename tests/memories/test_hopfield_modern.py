@@ -139,3 +139,12 @@ def test_modern_bad_inputs_raise_clear_errors():
     with pytest.raises(BadConfig, match="unknown config key"):
         build_memory("modern-hopfield", pattern_shape=(8,), temperature=1.0)
     assert math.isinf(memory.value_range[1])
+
+
+def test_untrained_learned_hopfield_with_full_key_dim_reads_like_the_plain_store(digits, gen):
+    x = digit_episodes(digits, gen, B=4)
+    query = block_corrupt(x, gen)
+    learned = build_memory("modern-hopfield-learned", pattern_shape=(1, 8, 8), key_dim=64)
+    plain = build_memory("modern-hopfield", pattern_shape=(1, 8, 8))
+    with torch.no_grad():
+        assert torch.allclose(learned.read(query, learned.write(x)), plain.read(query, plain.write(x)), atol=1e-4)

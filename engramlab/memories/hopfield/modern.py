@@ -199,8 +199,9 @@ class LearnedModernHopfield(Memory):
 
     Values are the stored patterns X themselves, so a written episode is still the (B, T, d) pattern
     matrix (T·d floats); the keys W_k X are recomputed at read time from the meta-learned W_k.
-    W_q and W_k start equal (a random orthogonal-like projection scaled to preserve distances), so
-    the untrained memory already behaves like the plain store in the projected space. ``loss`` is the
+    W_q and W_k start equal: a random orthogonal matrix when d_k ≥ d (distances are preserved, so
+    the untrained memory reads exactly like the plain store with the same β), orthonormal rows
+    scaled by √(d/d_k) when d_k < d (distances preserved in expectation). ``loss`` is the
     squared error of reads of ``batch.queries`` against ``batch.targets`` after writing
     ``batch.patterns`` (summed over pattern dimensions, mean over patterns and episodes).
     """
@@ -221,7 +222,8 @@ class LearnedModernHopfield(Memory):
         self.query_proj = nn.Linear(self.dim, config.key_dim, bias=False)  # W_q
         self.key_proj = nn.Linear(self.dim, config.key_dim, bias=False)  # W_k
         with torch.no_grad():
-            init = torch.randn(config.key_dim, self.dim) / math.sqrt(config.key_dim)  # E‖Wx‖² = ‖x‖²
+            init = nn.init.orthogonal_(torch.empty(config.key_dim, self.dim))
+            init *= math.sqrt(max(1.0, self.dim / config.key_dim))  # E‖Wx‖² = ‖x‖² when d_k < d
             self.query_proj.weight.copy_(init)
             self.key_proj.weight.copy_(init)
         beta = config.beta if config.beta is not None else default_beta(self.dim)
