@@ -1,0 +1,268 @@
+"""EBMM memories (papers/000; variants of papers/001): write = a few gradient steps on the writable
+``memory`` parameters of an energy network, read = projected Nesterov descent on the energy.
+
+Registered: ``ebmm-strings`` (gated RNN, ±1 strings, App. B.1), ``ebmm-fc`` (ResNet + FC memory,
+B.2), ``ebmm-conv`` (ResNet + conv memory, B.3), ``ebmm-imagenet`` (B.4, 64×64).
+
+The write is generic over the rule (``write_rule="gradient" | "maml" | "mplp"``): the memory builds
+``fast`` = θ̄ repeated per episode (dict of (B, *param) tensors, keys = dotted names of parameters in
+modules named ``memory``), an objective ``(fast, episode) -> (B, 3)`` with the columns [E, α‖∇ₓE‖²,
+β‖θ − θ̄‖²] (``write.TERMS``), and calls ``self.rule(fast, episode, objective)``. A rule is built
+with ``build_rule(name, fast_names=..., steps=..., terms=3, first_order=..., **write_rule_options)``;
+it may also read ``memory.energy_net`` if it needs the architecture.
+
+Meta-training loss (App. A.4): the step-wise reconstruction loss Σ_k mean_i ‖x_i − x_i^(k)‖² over
+all K read iterates (``loss_steps="final"`` keeps only x^(K)); ``loss="ssim+mse"`` adds 1 − SSIM
+per iterate (papers/001). Second order through write and read; ``first_order=True`` drops the
+write's inner graph (the read must keep its graph, or θ would get no meta-gradient).
+
+Example::
+
+    mem = build_memory("ebmm-strings", pattern_shape=(128,))
+    state = mem.write(patterns)               # (B, T, 128) in [-1, 1]
+    recon = mem.read(queries, state)          # (B, N, 128)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from engramlab.episodes.batch import EpisodeBatch
+from engramlab.errors import BadConfig, BadInput
+from engramlab.memories.base import Memory, MemoryConfig, State, register
+from engramlab.memories.ebmm.energy import EnergyNet, GatedRNNEnergy, ResNetConvEnergy, ResNetFCEnergy
+from engramlab.memories.ebmm.read import DecoderRead, NesterovRead
+from engramlab.memories.ebmm.ssim import ssim
+from engramlab.memories.ebmm.write import TERMS, writing_terms
+from engramlab.rules.base import build_rule
+
+
+@dataclass(frozen=True)
+class EBMMConfig(MemoryConfig):
+    """Hyperparameters of an EBMM memory (defaults = papers/000 where it gives them).
+
+    Attributes:
+        dynamic_size: writable width (None: the architecture's paper default).
+        channels, hidden_size, hops: architecture sizes (None: the architecture's paper default).
+        write_rule: "gradient" (App. C), "maml" (papers/001) or "mplp".
+        write_steps: inner gradient steps of the write.
+        write_lr: initial learning rate of every (layer, term) (App. C: 1e-4).
+        learn_write_lr: meta-learn the write rates (False: fixed).
+        write_rule_options: extra keyword arguments for the rule's constructor.
+        alpha, beta: weights of the ‖∇ₓE‖² and ‖θ − θ̄‖² terms (0 removes a term).
+        read: "gradient" (projected Nesterov, App. A) or "decoder" (papers/001).
+        read_steps: K. read_gamma: γ(1). read_decay: σ(η) at init. read_momentum: ψ(1).
+        learn_read_steps: meta-learn γ(1), η, ψ, ζ (False: the fixed schedule of papers/001).
+        loss: "mse" or "ssim+mse". loss_steps: "all" (step-wise, A.4) or "final".
+        first_order: first-order meta-gradient through the write.
+    """
+
+    dynamic_size: int | None = None
+    channels: int | None = None
+    hidden_size: int | None = None
+    hops: int | None = None
+    write_rule: str = "gradient"
+    write_steps: int = 5
+    write_lr: float = 1e-4
+    learn_write_lr: bool = True
+    write_rule_options: dict[str, Any] = field(default_factory=dict)
+    alpha: float = 1.0
+    beta: float = 1.0
+    read: str = "gradient"
+    read_steps: int = 5
+    read_gamma: float = 1.0
+    read_decay: float = 0.95
+    read_momentum: float = 0.5
+    learn_read_steps: bool = True
+    loss: str = "mse"
+    loss_steps: str = "all"
+    first_order: bool = False
+
+    def __post_init__(self) -> None:
+        if self.read not in ("gradient", "decoder"):
+            raise BadConfig(f"memory.read must be 'gradient' or 'decoder', got {self.read!r}")
+        if self.loss not in ("mse", "ssim+mse"):
+            raise BadConfig(f"memory.loss must be 'mse' or 'ssim+mse', got {self.loss!r}")
+        if self.loss_steps not in ("all", "final"):
+            raise BadConfig(f"memory.loss_steps must be 'all' or 'final', got {self.loss_steps!r}")
+        if self.write_steps < 1 or self.read_steps < 1:
+            raise BadConfig(f"write_steps and read_steps must be ≥ 1, got {self.write_steps}, {self.read_steps}")
+        if self.alpha < 0 or self.beta < 0:
+            raise BadConfig(f"alpha and beta must be ≥ 0, got {self.alpha}, {self.beta}")
+
+
+@dataclass
+class EBMMState(State):
+    """Written fast weights: dotted parameter name -> (B, *param)."""
+
+    fast: dict[str, Tensor]
+
+
+class EBMM(Memory):
+    """Energy-based memory; subclasses choose the energy architecture (``build_energy``)."""
+
+    Config: ClassVar[type] = EBMMConfig
+
+    def __init__(self, config: EBMMConfig, pattern_shape: tuple[int, ...]):
+        super().__init__(config, pattern_shape)
+        self.energy_net = self.build_energy(config, self.pattern_shape)
+        names = self.energy_net.memory_names()
+        options = dict(config.write_rule_options)
+        options.setdefault("lr" if config.write_rule == "maml" else "lr_init", config.write_lr)
+        if config.write_rule in ("gradient", "maml"):
+            options.setdefault("learn_lr", config.learn_write_lr)
+        self.rule = build_rule(
+            config.write_rule,
+            fast_names=names,
+            steps=config.write_steps,
+            terms=len(TERMS),
+            first_order=config.first_order,
+            **options,
+        )
+        if config.read == "gradient":
+            self.reader = NesterovRead(
+                config.read_steps, config.read_gamma, config.read_decay, config.read_momentum, config.learn_read_steps
+            )
+        else:
+            self.reader = DecoderRead(self.pattern_shape)
+
+    @staticmethod
+    def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
+        raise NotImplementedError
+
+    @staticmethod
+    def _sizes(config: EBMMConfig, **defaults: Any) -> dict[str, Any]:
+        """Architecture kwargs: config values where set, else the paper's defaults."""
+        return {k: (getattr(config, k) if getattr(config, k) is not None else v) for k, v in defaults.items()}
+
+    # -- protocol -------------------------------------------------------------------------------
+    def memory_floats(self) -> int:
+        """Writable floats per episode (the ``memory`` modules' parameters)."""
+        return self.energy_net.memory_floats()
+
+    def energy(self, x: Tensor, state: EBMMState) -> Tensor:
+        """E(x; θ_written): (B, N, *pattern) -> (B, N)."""
+        return self.energy_net(x, state.fast)
+
+    def write(self, episode: Tensor) -> EBMMState:
+        """(B, T, *pattern) -> fast weights after ``write_steps`` steps of the rule (eq. 3)."""
+        self.check_patterns(episode, "episode")
+        cfg = self.config
+        anchor = self.energy_net.initial_fast(episode.shape[0])
+        if not self.training:
+            anchor = {n: t.detach() for n, t in anchor.items()}
+
+        def objective(fast: dict[str, Tensor], patterns: Tensor) -> Tensor:
+            return writing_terms(self.energy_net, fast, anchor, patterns, cfg.alpha, cfg.beta)
+
+        with torch.enable_grad():
+            fast = self.rule(dict(anchor), episode, objective)
+        return EBMMState(fast=fast)
+
+    def read_iterates(self, query: Tensor, state: EBMMState) -> list[Tensor]:
+        """All K read iterates, each (B, N, *pattern)."""
+        self.check_patterns(query, "query")
+        fast = state.fast
+        batch = next(iter(fast.values())).shape[0]
+        if query.shape[0] != batch:
+            raise BadInput(f"query has {query.shape[0]} episodes but the written state has {batch}")
+        low, high = self.value_range
+        with torch.enable_grad():
+            return self.reader(lambda x: self.energy_net(x, fast), query, low, high, create_graph=self.training)
+
+    def read(self, query: Tensor, state: EBMMState) -> Tensor:
+        """(B, N, *pattern) queries -> (B, N, *pattern) reconstructions (the last iterate)."""
+        out = self.read_iterates(query, state)[-1]
+        return out if self.training else out.detach()
+
+    def reconstruction_loss(self, read: Tensor, target: Tensor) -> Tensor:
+        """Scalar: mean over queries of ‖x − x̂‖² (+ 1 − SSIM for ``loss="ssim+mse"``)."""
+        loss = (read - target).pow(2).flatten(2).sum(-1).mean()
+        if self.config.loss == "ssim+mse":
+            if len(self.pattern_shape) != 3:
+                raise BadConfig("loss 'ssim+mse' needs image patterns (C, H, W)")
+            low, high = self.value_range
+            loss = loss + (1 - ssim(read.flatten(0, 1), target.flatten(0, 1), data_range=high - low)).mean()
+        return loss
+
+    def loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Step-wise reconstruction loss over the K read iterates (App. A.4) and logs."""
+        if batch.queries is None or batch.targets is None:
+            raise BadInput(f"memory '{self.registry_name}' needs a batch with queries and targets")
+        if batch.queries.shape[2:] != batch.patterns.shape[2:]:
+            raise BadInput(
+                f"queries have pattern shape {tuple(batch.queries.shape[2:])}, "
+                f"stored patterns {tuple(batch.patterns.shape[2:])}"
+            )
+        state = self.write(batch.patterns)
+        iterates = self.read_iterates(batch.queries, state)
+        used = iterates if self.config.loss_steps == "all" else iterates[-1:]
+        loss = sum(self.reconstruction_loss(x, batch.targets) for x in used)
+        with torch.no_grad():
+            final = iterates[-1].detach()
+            logs = {"sq_err": (final - batch.targets).pow(2).flatten(2).sum(-1).mean()}
+        return loss, logs
+
+
+@register("ebmm-strings")
+class EBMMStrings(EBMM):
+    """Gated-RNN EBMM for ±1 binary strings (App. B.1): 8127 writable floats at d = 128."""
+
+    value_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    default_pattern_shape: ClassVar[tuple[int, ...]] = (128,)
+
+    @staticmethod
+    def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
+        if len(pattern_shape) != 1:
+            raise BadConfig(f"ebmm-strings needs 1-d patterns (D,), got {pattern_shape}")
+        sizes = EBMM._sizes(config, hidden_size=1024, hops=5, dynamic_size=(pattern_shape[0] - 1) // 2)
+        return GatedRNNEnergy(pattern_shape[0], sizes["hidden_size"], sizes["hops"], sizes["dynamic_size"])
+
+
+def _image_shape(name: str, pattern_shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(pattern_shape) != 3 or pattern_shape[1] != pattern_shape[2]:
+        raise BadConfig(f"{name} needs square image patterns (C, H, H), got {pattern_shape}")
+    return pattern_shape[0], pattern_shape[1]
+
+
+@register("ebmm-fc")
+class EBMMFC(EBMM):
+    """ResNet encoder + fully-connected memory (App. B.2) on [0, 1] images (C, H, H)."""
+
+    default_pattern_shape: ClassVar[tuple[int, ...]] = (1, 32, 32)
+
+    @staticmethod
+    def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
+        c, s = _image_shape("ebmm-fc", pattern_shape)
+        sizes = EBMM._sizes(config, channels=32, dynamic_size=128, hidden_size=512, hops=3)
+        return ResNetFCEnergy(c, s, **sizes)
+
+
+@register("ebmm-conv")
+class EBMMConv(EBMM):
+    """ResNet + convolutional memory (App. B.3) on [0, 1] images; ``dynamic_size`` sets memory size."""
+
+    default_pattern_shape: ClassVar[tuple[int, ...]] = (1, 32, 32)
+
+    @staticmethod
+    def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
+        c, s = _image_shape("ebmm-conv", pattern_shape)
+        sizes = EBMM._sizes(config, channels=32, dynamic_size=8, hidden_size=128, hops=3)
+        return ResNetConvEnergy(c, s, **sizes)
+
+
+@register("ebmm-imagenet")
+class EBMMImageNet(EBMM):
+    """The 64×64 ImageNet variant (App. B.4): 64 channels, dynamic size 8, hidden 256."""
+
+    default_pattern_shape: ClassVar[tuple[int, ...]] = (3, 64, 64)
+
+    @staticmethod
+    def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
+        c, s = _image_shape("ebmm-imagenet", pattern_shape)
+        sizes = EBMM._sizes(config, channels=64, dynamic_size=8, hidden_size=256, hops=3)
+        return ResNetConvEnergy(c, s, imagenet=True, **sizes)
