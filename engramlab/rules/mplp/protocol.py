@@ -1,0 +1,437 @@
+"""MPLP: a meta-learned message-passing learning protocol (Randazzo, Niklasson, Mordvintsev 2020; paper 004).
+
+A feed-forward task network ``sizes[0]-sizes[1]-...-sizes[L]`` (dense layers, an activation between them,
+a loss node on top) is trained without backpropagation: every node sends a learned message backwards
+(rule g, eq. 5) and every weight/bias node computes its own update (rule f, eq. 7):
+
+* loss node: input ``[loss_n, ŷ_k, y_k]`` per output unit k (eq. 6, the 1-d loss message) -> message (M,);
+* weight node w_ij: input ``[m_j, w_ij, x_i]`` -> message to input i (M,) and update Δw_ij; the messages
+  to input i are averaged over its K fan-out weights (eq. 9);
+* bias node b_j: input ``[m_j, b_j]`` -> update Δb_j;
+* activation node: input ``[m_j, z_j]`` (z the stored pre-activation) -> message (M,).
+
+Updates are averaged over the minibatch (eq. 8). Task networks are batched over tasks: weights are
+(B, n_in, n_out) tensors and every learner runs on (B, N, n_in, n_out, F) feature tensors at once.
+
+Learners are either stateless MLPs (80-40 hidden, tanh output; Sec. 3) or stateful GRUs whose candidate
+uses MLPs (eqs. 10-12), with the carry averaged over the minibatch to give one state per node.
+Normalisation (Sec. 3, "Normalization"): learner inputs are standardised with statistics gathered
+during a calibration phase and then frozen; f outputs are centred on their calibration mean and scaled
+to 0.2·std of the layer's initial weight matrix times a meta-trained scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engramlab.errors import BadConfig, BadInput, NumericalError
+
+Sharing = Literal["layer", "kind", "all"]
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "linear": lambda z: z,
+    "step": lambda z: (z > 0).to(z.dtype),
+}
+
+
+def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
+    """The task network's activation by name ("relu", "sigmoid", "tanh", "linear", "step")."""
+    if name not in _ACTIVATIONS:
+        raise BadConfig(f"unknown activation '{name}'; known: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+# ----------------------------------------------------------------------------------------- task nets
+def net_forward(params: Sequence[Tensor], x: Tensor, activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Batched dense network. params = [W1, b1, W2, b2, ...] with W (B, n_in, n_out), b (B, n_out).
+
+    Args: x (B, N, n_in). Returns (output (B, N, n_out_last), layer inputs [x_0..x_{L-1}],
+    pre-activations [z_1..z_L]).
+    """
+    act = activation_fn(activation)
+    inputs, pre = [], []
+    h = x
+    num_layers = len(params) // 2
+    for layer in range(num_layers):
+        w, b = params[2 * layer], params[2 * layer + 1]
+        inputs.append(h)
+        z = torch.baddbmm(b.unsqueeze(1), h, w)  # (B, N, n_out)
+        pre.append(z)
+        h = act(z) if layer < num_layers - 1 else z
+    return h, inputs, pre
+
+
+def per_example_loss(output: Tensor, target: Tensor, kind: str) -> Tensor:
+    """(B, N) losses: "mse" mean over outputs of (ŷ−y)², "ce" softmax cross-entropy (target one-hot or index)."""
+    if kind == "mse":
+        return (output - target).pow(2).mean(-1)
+    if kind == "ce":
+        if target.dtype == torch.long:
+            return F.cross_entropy(output.transpose(1, 2), target, reduction="none")
+        return -(target * output.log_softmax(-1)).sum(-1)
+    raise BadConfig(f"unknown loss '{kind}' (use 'mse' or 'ce')")
+
+
+def init_params(
+    sizes: Sequence[int], batch: int, generator: torch.Generator | None = None, device=None
+) -> list[Tensor]:
+    """Fresh task-network weights per task: W ~ U(±1/√n_in) (PyTorch's Linear default), b = 0."""
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(n_in)
+        w = (torch.rand(batch, n_in, n_out, generator=generator, device=device) * 2 - 1) * bound
+        params += [w, torch.zeros(batch, n_out, device=device)]
+    return params
+
+
+# ------------------------------------------------------------------------------------------ learners
+def _mlp(n_in: int, n_out: int, hidden: Sequence[int], act: str, final_tanh: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    dims = [n_in, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU() if act == "relu" else nn.Tanh()]
+    layers.append(nn.Linear(dims[-1], n_out))
+    if final_tanh:
+        layers.append(nn.Tanh())
+    for m in layers:
+        if isinstance(m, nn.Linear):  # NOTES: learner W ~ N(0, 0.05), b = 0
+            nn.init.normal_(m.weight, 0.0, 0.05)
+            nn.init.zeros_(m.bias)
+    return nn.Sequential(*layers)
+
+
+class Learner(nn.Module):
+    """Interface: ``forward(features (B, N, *nodes, F), state (B, *nodes, H) | None) -> (out, new_state)``."""
+
+    in_dim: int
+    out_dim: int
+    state_dim: int = 0
+
+    def init_state(self, shape: Sequence[int], like: Tensor) -> Tensor | None:
+        return None
+
+
+class MLPLearner(Learner):
+    """Stateless learner: MLP with hidden layers (80, 40), ReLU, tanh output (Sec. 3, Exp. 4.1.2)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (80, 40)) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.net = _mlp(in_dim, out_dim, hidden, "relu", final_tanh=True)
+
+    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return self.net(features), None
+
+
+class GRULearner(Learner):
+    """Stateful learner (eqs. 10-12): GRU whose candidate is tanh(MLP_x(x) + MLP_c(c·r) + b_n).
+
+    The outputs are the first ``out_dim`` carry entries. Gate biases start at −1 (NOTES). The inner MLPs
+    use tanh as in the official code (the appendix says ReLU; ``mlp_activation`` picks).
+    The new carry is averaged over the minibatch dimension N so that each node keeps one state.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: int, mlp: Sequence[int] = (80, 40), mlp_activation: str = "tanh"
+    ) -> None:
+        super().__init__()
+        if out_dim > hidden:
+            raise BadConfig(f"GRU learner hidden size {hidden} is smaller than its output size {out_dim}")
+        self.in_dim, self.out_dim, self.state_dim = in_dim, out_dim, hidden
+        self.gates_x = nn.Linear(in_dim, 2 * hidden)
+        self.gates_c = nn.Linear(hidden, 2 * hidden, bias=False)
+        nn.init.normal_(self.gates_x.weight, 0.0, 0.05)
+        nn.init.normal_(self.gates_c.weight, 0.0, 0.05)
+        nn.init.constant_(self.gates_x.bias, -1.0)
+        self.mlp_x = _mlp(in_dim, hidden, mlp, mlp_activation, final_tanh=False)
+        self.mlp_c = _mlp(hidden, hidden, mlp, mlp_activation, final_tanh=False)
+        self.bias_n = nn.Parameter(torch.zeros(hidden))
+
+    def init_state(self, shape: Sequence[int], like: Tensor) -> Tensor:
+        return like.new_zeros(*shape, self.state_dim)
+
+    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        c = state.unsqueeze(1).expand(*features.shape[:-1], self.state_dim)  # (B, N, *nodes, H)
+        u, r = torch.sigmoid(self.gates_x(features) + self.gates_c(c)).chunk(2, dim=-1)  # eqs. 10-11
+        cand = torch.tanh(self.mlp_x(features) + self.mlp_c(c * r) + self.bias_n)
+        new_c = u * c + (1 - u) * cand  # eq. 12
+        return new_c[..., : self.out_dim], new_c.mean(1)
+
+
+class Standardizer(nn.Module):
+    """Per-feature standardisation with statistics accumulated while calibrating, frozen afterwards (Sec. 3)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("total", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("total_sq", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.calibrating = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.calibrating:
+            flat = x.detach().reshape(-1, x.shape[-1]).double()
+            self.total += flat.sum(0)
+            self.total_sq += flat.pow(2).sum(0)
+            self.count += flat.shape[0]
+        if self.count == 0:
+            return x
+        mean = self.total / self.count
+        std = (self.total_sq / self.count - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-6)
+        return (x - mean.to(x.dtype)) / std.to(x.dtype)
+
+
+class OutputScaler(nn.Module):
+    """Update = exp(log_scale) · 0.2·std(W_init) · (f_out − mean at calibration) (Sec. 3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("out_total", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("w_std_total", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("w_count", torch.zeros((), dtype=torch.float64))
+        self.log_scale = nn.Parameter(torch.zeros(()))  # meta-trained
+        self.calibrating = False
+
+    def forward(self, out: Tensor, weight: Tensor) -> Tensor:
+        if self.calibrating:
+            self.out_total += out.detach().double().sum()
+            self.count += out.numel()
+            self.w_std_total += weight.detach().double().std()
+            self.w_count += 1
+        mean = (self.out_total / self.count).to(out.dtype) if self.count > 0 else out.new_zeros(())
+        if self.w_count > 0:
+            w_std = (self.w_std_total / self.w_count).to(out.dtype)
+        else:  # not calibrated: each task's own weight std, shape (B, 1, ...)
+            w_std = weight.detach().flatten(1).std(1).view(-1, *([1] * (out.dim() - 1)))
+        return self.log_scale.exp() * 0.2 * w_std * (out - mean)
+
+
+# ------------------------------------------------------------------------------------------ protocol
+class MPLP(nn.Module):
+    """The learning protocol for a dense network ``sizes`` (see the module docstring).
+
+    Args:
+        sizes: layer widths, e.g. (1, 20, 20, 1).
+        message_size: M, width of the backward messages.
+        learner: "gru" (stateful) or "mlp" (stateless).
+        hidden: GRU carry size (must be ≥ M + 1).
+        sharing: "layer" — one f/g per weight matrix and per bias vector (the paper's default);
+            "kind" — one weight learner and one bias learner for all layers, standardisers per layer;
+            "all" — as "kind" and the standardisers/output scalers shared too (any depth then works).
+        normalize: standardise learner inputs and scale f outputs (off only for hand-set rules).
+        learners: optional hand-set learners dict {"loss", "act", "weight": [per layer], "bias": [per layer]}.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        message_size: int = 8,
+        learner: Literal["gru", "mlp"] = "gru",
+        hidden: int = 15,
+        sharing: Sharing = "layer",
+        normalize: bool = True,
+        mlp_activation: str = "tanh",
+        learners: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise BadConfig(f"sizes must list ≥ 2 positive widths, got {tuple(sizes)}")
+        if message_size < 1:
+            raise BadConfig(f"message_size must be ≥ 1, got {message_size}")
+        if sharing not in ("layer", "kind", "all"):
+            raise BadConfig(f"sharing must be 'layer', 'kind' or 'all', got {sharing!r}")
+        self.sizes, self.message_size, self.sharing, self.normalize = tuple(sizes), message_size, sharing, normalize
+        self.num_layers = len(sizes) - 1
+        m = message_size
+
+        def make(in_dim: int, out_dim: int) -> Learner:
+            if learner == "gru":
+                return GRULearner(in_dim, out_dim, hidden, mlp_activation=mlp_activation)
+            if learner == "mlp":
+                return MLPLearner(in_dim, out_dim)
+            raise BadConfig(f"learner must be 'gru' or 'mlp', got {learner!r}")
+
+        def per_layer(factory: Callable[[], nn.Module], share: bool) -> nn.ModuleList:
+            if share:
+                one = factory()
+                return nn.ModuleList([one] * self.num_layers)
+            return nn.ModuleList([factory() for _ in range(self.num_layers)])
+
+        if learners is not None:
+            self.loss_learner, self.act_learner = learners["loss"], learners["act"]
+            self.w_learners, self.b_learners = nn.ModuleList(learners["weight"]), nn.ModuleList(learners["bias"])
+        else:
+            self.loss_learner = make(3, m)  # [loss_n, ŷ_k, y_k] -> message (eq. 6)
+            self.act_learner = make(m + 1, m)  # [m_j, z_j] -> message
+            shared = sharing != "layer"
+            self.w_learners = per_layer(lambda: make(m + 2, m + 1), shared)  # [m_j, w_ij, x_i] -> (msg, Δw)
+            self.b_learners = per_layer(lambda: make(m + 1, 1), shared)  # [m_j, b_j] -> Δb
+        shared_norm = sharing == "all"
+        self.loss_std, self.act_std = Standardizer(3), Standardizer(m + 1)
+        self.w_std = per_layer(lambda: Standardizer(m + 2), shared_norm)
+        self.b_std = per_layer(lambda: Standardizer(m + 1), shared_norm)
+        self.w_scale = per_layer(OutputScaler, shared_norm)
+        self.b_scale = per_layer(OutputScaler, shared_norm)
+
+    # -------------------------------------------------------------------------------- calibration
+    @contextmanager
+    def calibrating(self):
+        """Inside this context standardiser and output-mean statistics accumulate; outside they are frozen."""
+        mods = [mod for mod in self.modules() if isinstance(mod, (Standardizer, OutputScaler))]
+        for mod in mods:
+            mod.calibrating = True
+        try:
+            yield
+        finally:
+            for mod in mods:
+                mod.calibrating = False
+
+    def _std(self, mod: Standardizer, x: Tensor) -> Tensor:
+        return mod(x) if self.normalize else x
+
+    # ------------------------------------------------------------------------------------- state
+    def check_shape(self, sizes: Sequence[int]) -> None:
+        """Raise BadInput if the rule cannot run a network of widths ``sizes`` under its sharing."""
+        if len(sizes) < 2:
+            raise BadInput(f"a task network needs ≥ 2 widths, got {tuple(sizes)}")
+        if self.sharing != "all" and len(sizes) - 1 != self.num_layers:
+            raise BadInput(
+                f"this MPLP rule (sharing={self.sharing!r}) was built for {self.num_layers} layers "
+                f"{self.sizes}; got {len(sizes) - 1} layers {tuple(sizes)} (use sharing='all' to transfer depth)"
+            )
+
+    def init_state(self, params: Sequence[Tensor]) -> dict[str, list[Tensor | None]]:
+        """Zero learner states: per weight (B, n_in, n_out, H), bias/activation/loss units (B, n, H)."""
+        sizes = [params[0].shape[1]] + [w.shape[2] for w in params[0::2]]
+        self.check_shape(sizes)
+        b, like = params[0].shape[0], params[0]
+        layers = range(len(sizes) - 1)
+        return {
+            "loss": [self.loss_learner.init_state((b, sizes[-1]), like)],
+            "act": [self.act_learner.init_state((b, n), like) for n in sizes[1:-1]],
+            "weight": [self._wl(i).init_state((b, sizes[i], sizes[i + 1]), like) for i in layers],
+            "bias": [self._bl(i).init_state((b, sizes[i + 1]), like) for i in layers],
+        }
+
+    def _wl(self, i: int) -> Learner:
+        return self.w_learners[min(i, len(self.w_learners) - 1)]
+
+    def _bl(self, i: int) -> Learner:
+        return self.b_learners[min(i, len(self.b_learners) - 1)]
+
+    def _norm(self, mods: nn.ModuleList, i: int) -> nn.Module:
+        return mods[min(i, len(mods) - 1)]
+
+    # -------------------------------------------------------------------------------------- step
+    def step(
+        self, params: list[Tensor], state: dict, x: Tensor, y: Tensor, activation: str, loss: str
+    ) -> tuple[list[Tensor], dict, Tensor]:
+        """One learning step on a minibatch: forward, learned backward messages, learned updates (eqs. 5-9).
+
+        Args:
+            params: [W1, b1, ...] with W (B, n_in, n_out), b (B, n_out).
+            state: from :meth:`init_state` (or the previous step).
+            x: (B, N, n_in) inputs; y: (B, N, n_out) targets (one-hot for "ce").
+        Returns: (new params, new state, per-example losses (B, N) before the update).
+        """
+        if x.dim() != 3 or x.shape[0] != params[0].shape[0] or x.shape[-1] != params[0].shape[1]:
+            raise BadInput(f"inputs must be (B={params[0].shape[0]}, N, {params[0].shape[1]}), got {tuple(x.shape)}")
+        out, inputs, pre = net_forward(params, x, activation)
+        if y.shape != out.shape:
+            raise BadInput(f"targets must have shape {tuple(out.shape)}, got {tuple(y.shape)}")
+        losses = per_example_loss(out, y, loss)
+        num_layers = len(params) // 2
+        n_out = out.shape[-1]
+        pred = out.softmax(-1) if loss == "ce" else out
+        # loss node (eq. 6): [loss_n, ŷ_k, y_k] per output unit -> message (B, N, n_out, M)
+        feats = torch.stack([losses.unsqueeze(-1).expand(-1, -1, n_out), pred, y.to(out.dtype)], dim=-1)
+        msg, s_loss = self.loss_learner(self._std(self.loss_std, feats), state["loss"][0])
+        new_state = {
+            "loss": [s_loss],
+            "act": list(state["act"]),
+            "weight": [None] * num_layers,
+            "bias": [None] * num_layers,
+        }
+        new_params = list(params)
+        m = self.message_size
+        for i in reversed(range(num_layers)):
+            w, b, h = params[2 * i], params[2 * i + 1], inputs[i]
+            bsz, nb, n_in = h.shape
+            n_o = w.shape[2]
+            # weight nodes: [m_j, w_ij, x_i] (B, N, n_in, n_out, M+2)
+            wf = torch.cat(
+                [
+                    msg.unsqueeze(2).expand(bsz, nb, n_in, n_o, m),
+                    w.unsqueeze(1).unsqueeze(-1).expand(bsz, nb, n_in, n_o, 1),
+                    h.unsqueeze(-1).unsqueeze(-1).expand(bsz, nb, n_in, n_o, 1),
+                ],
+                dim=-1,
+            )
+            wout, new_state["weight"][i] = self._wl(i)(self._std(self._norm(self.w_std, i), wf), state["weight"][i])
+            dw = wout[..., m].mean(1)  # eq. 8: average over the minibatch
+            bf = torch.cat([msg, b.unsqueeze(1).unsqueeze(-1).expand(bsz, nb, n_o, 1)], dim=-1)
+            bout, new_state["bias"][i] = self._bl(i)(self._std(self._norm(self.b_std, i), bf), state["bias"][i])
+            db = bout[..., 0].mean(1)
+            if self.normalize:
+                dw = self._norm(self.w_scale, i)(dw, w)
+                db = self._norm(self.b_scale, i)(db, w)
+            new_params[2 * i], new_params[2 * i + 1] = w + dw, b + db
+            if i > 0:
+                msg = wout[..., :m].mean(3)  # eq. 9: average over the fan-out -> (B, N, n_in, M)
+                af = torch.cat([msg, pre[i - 1].unsqueeze(-1)], dim=-1)
+                msg, new_state["act"][i - 1] = self.act_learner(self._std(self.act_std, af), state["act"][i - 1])
+            if not torch.isfinite(msg).all() or not (torch.isfinite(dw).all() and torch.isfinite(db).all()):
+                raise NumericalError(f"MPLP produced non-finite messages or updates at layer {i + 1}")
+        return new_params, new_state, losses
+
+
+# ------------------------------------------------------------------------------- hand-set SGD rule
+class _Fn(Learner):
+    def __init__(self, fn: Callable[[Tensor], Tensor], in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.fn, self.in_dim, self.out_dim = fn, in_dim, out_dim
+
+    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, None]:
+        return self.fn(features), None
+
+
+def hand_set_sgd(sizes: Sequence[int], lr: float, activation: str = "relu", loss: str = "mse") -> MPLP:
+    """A fixed, hand-written MPLP rule that is exactly minibatch SGD (M = 1).
+
+    Messages are back-propagated gradients: the loss node sends ∂L_n/∂ŷ_k, a weight node sends
+    K·m_j·w_ij (so the fan-out average of eq. 9 is the backprop sum), an activation node m·σ'(z);
+    f_W = −lr·m_j·x_i and f_b = −lr·m_j, averaged over the batch (eq. 8) = SGD on the mean loss.
+    """
+    deriv = {
+        "relu": lambda z: (z > 0).to(z.dtype),
+        "linear": torch.ones_like,
+        "sigmoid": lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+        "tanh": lambda z: 1 - torch.tanh(z) ** 2,
+    }
+    if activation not in deriv:
+        raise BadConfig(f"hand-set SGD has no derivative for activation '{activation}'")
+    n_out = sizes[-1]
+    if loss == "mse":
+        loss_fn = lambda f: 2.0 * (f[..., 1:2] - f[..., 2:3]) / n_out  # noqa: E731
+    else:
+        loss_fn = lambda f: f[..., 1:2] - f[..., 2:3]  # noqa: E731  softmax − one-hot
+    act = _Fn(lambda f: f[..., :1] * deriv[activation](f[..., 1:2]), 2, 1)
+    weights, biases = [], []
+    for n_o in sizes[1:]:
+        k = float(n_o)
+        weights.append(
+            _Fn(lambda f, k=k: torch.cat([k * f[..., :1] * f[..., 1:2], -lr * f[..., :1] * f[..., 2:3]], -1), 3, 2)
+        )
+        biases.append(_Fn(lambda f: -lr * f[..., :1], 2, 1))
+    learners = {"loss": _Fn(loss_fn, 3, 1), "act": act, "weight": weights, "bias": biases}
+    return MPLP(sizes, message_size=1, normalize=False, learners=learners)

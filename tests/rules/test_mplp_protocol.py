@@ -1,0 +1,107 @@
+"""MPLP protocol (paper 004, eqs. 5-12): a hand-set rule is SGD; learned rules are batched and validated."""
+
+import pytest
+import torch
+
+from engramlab.errors import BadInput, NumericalError
+from engramlab.rules.mplp.protocol import MPLP, hand_set_sgd, init_params, net_forward, per_example_loss
+
+
+def _sgd_reference(params, x, y, lr, activation, loss):
+    ps = [p.clone().requires_grad_(True) for p in params]
+    out, _, _ = net_forward(ps, x, activation)
+    total = per_example_loss(out, y, loss).mean(1).sum()  # each task's mean loss; tasks independent
+    grads = torch.autograd.grad(total, ps)
+    return [p - lr * g for p, g in zip(params, grads)]
+
+
+@pytest.mark.parametrize("sizes", [(3, 2), (4, 5, 3)])
+def test_hand_set_rule_reproduces_sgd_on_linear_and_relu_layers(sizes, gen):
+    params = init_params(sizes, batch=4, generator=gen)
+    x = torch.randn(4, 10, sizes[0], generator=gen)
+    y = torch.randn(4, 10, sizes[-1], generator=gen)
+    rule = hand_set_sgd(sizes, lr=0.1, activation="relu")
+    state = rule.init_state(params)
+    ref = params
+    for _ in range(3):
+        params, state, _ = rule.step(params, state, x, y, "relu", "mse")
+        ref = _sgd_reference(ref, x, y, 0.1, "relu", "mse")
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+def test_hand_set_rule_reproduces_sgd_with_softmax_cross_entropy(gen):
+    sizes = (6, 4, 3)
+    params = init_params(sizes, batch=2, generator=gen)
+    x = torch.randn(2, 8, 6, generator=gen)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 8), generator=gen), 3).float()
+    rule = hand_set_sgd(sizes, lr=0.5, activation="sigmoid", loss="ce")
+    new, _, _ = rule.step(params, rule.init_state(params), x, y, "sigmoid", "ce")
+    for p, r in zip(new, _sgd_reference(params, x, y, 0.5, "sigmoid", "ce")):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("learner", ["gru", "mlp"])
+def test_learned_rule_treats_tasks_independently(learner, gen):
+    sizes = (1, 5, 1)
+    rule = MPLP(sizes, message_size=3, learner=learner, hidden=6)
+    params = init_params(sizes, batch=3, generator=gen)
+    x, y = torch.randn(3, 4, 1, generator=gen), torch.randn(3, 4, 1, generator=gen)
+    new, state, _ = rule.step(params, rule.init_state(params), x, y, "relu", "mse")
+    one, _, _ = rule.step(
+        [p[1:2] for p in params], rule.init_state([p[1:2] for p in params]), x[1:2], y[1:2], "relu", "mse"
+    )
+    for p, q in zip(new, one):
+        torch.testing.assert_close(p[1:2], q, rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(p, q) for p, q in zip(new[::2], params[::2]))
+
+
+def test_calibration_freezes_statistics_and_centres_updates(gen):
+    sizes = (2, 4, 1)
+    rule = MPLP(sizes, message_size=2, learner="mlp")
+    params = init_params(sizes, batch=5, generator=gen)
+    x, y = torch.randn(5, 6, 2, generator=gen), torch.randn(5, 6, 1, generator=gen)
+    with rule.calibrating():
+        new, _, _ = rule.step(params, rule.init_state(params), x, y, "relu", "mse")
+    count = rule.w_std[0].count.clone()
+    rule.step(params, rule.init_state(params), x, y, "relu", "mse")
+    assert torch.equal(rule.w_std[0].count, count) and count > 0
+    new, _, _ = rule.step(params, rule.init_state(params), x, y, "relu", "mse")
+    dw = new[0] - params[0]  # centred on the calibration mean: same batch -> mean update ≈ 0
+    assert dw.mean().abs() < 1e-4 * max(1.0, dw.abs().max().item()) + 1e-6
+
+
+def test_sharing_across_layers_uses_one_weight_learner():
+    rule = MPLP((3, 4, 4, 2), sharing="kind")
+    assert rule.w_learners[0] is rule.w_learners[2] and rule.w_std[0] is not rule.w_std[1]
+    everything = MPLP((3, 4, 4, 2), sharing="all")
+    assert everything.w_std[0] is everything.w_std[1] and everything.w_scale[0] is everything.w_scale[2]
+    per_layer = MPLP((3, 4, 4, 2))
+    assert per_layer.w_learners[0] is not per_layer.w_learners[1]
+
+
+def test_wrong_depth_for_per_layer_sharing_is_bad_input(gen):
+    rule = MPLP((2, 4, 1), sharing="layer")
+    with pytest.raises(BadInput, match="layers"):
+        rule.init_state(init_params((2, 4, 4, 1), 1, gen))
+    deep = MPLP((2, 4, 1), sharing="all")
+    params = init_params((2, 4, 4, 1), 2, gen)
+    new, _, _ = deep.step(params, deep.init_state(params), torch.randn(2, 3, 2), torch.randn(2, 3, 1), "relu", "mse")
+    assert [p.shape for p in new] == [p.shape for p in params]
+
+
+def test_mismatched_task_dimensions_are_bad_input(gen):
+    rule = MPLP((2, 4, 1), learner="mlp")
+    params = init_params((2, 4, 1), 2, gen)
+    with pytest.raises(BadInput, match="inputs"):
+        rule.step(params, rule.init_state(params), torch.randn(2, 3, 5), torch.randn(2, 3, 1), "relu", "mse")
+    with pytest.raises(BadInput, match="targets"):
+        rule.step(params, rule.init_state(params), torch.randn(2, 3, 2), torch.randn(2, 3, 2), "relu", "mse")
+
+
+def test_non_finite_messages_raise_numerical_error(gen):
+    rule = hand_set_sgd((2, 3, 1), lr=0.1)
+    params = init_params((2, 3, 1), 1, gen)
+    y = torch.full((1, 2, 1), float("nan"))
+    with pytest.raises(NumericalError):
+        rule.step(params, rule.init_state(params), torch.randn(1, 2, 2), y, "relu", "mse")
