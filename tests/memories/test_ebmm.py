@@ -304,6 +304,13 @@ def test_image_memory_needs_square_images():
         build_memory("ebmm-conv", pattern_shape=(16, 16))
 
 
+def test_writable_part_larger_than_its_layer_is_a_config_error():
+    with pytest.raises(BadConfig, match="dynamic_size"):
+        build_memory("ebmm-strings", pattern_shape=(128,), hidden_size=32)
+    with pytest.raises(BadConfig, match="dynamic_size"):
+        build_memory("ebmm-conv", pattern_shape=(1, 16, 16), channels=4, dynamic_size=16)
+
+
 def test_unknown_read_is_a_config_error():
     with pytest.raises(BadConfig, match="read"):
         build_memory("ebmm-strings", pattern_shape=(16,), read="magic")

@@ -135,13 +135,20 @@ class EBMM(Memory):
         raise NotImplementedError
 
     @staticmethod
-    def _sizes(config: EBMMConfig, **defaults: Any) -> dict[str, Any]:
+    def _sizes(config: EBMMConfig, conv: bool = False, **defaults: Any) -> dict[str, Any]:
         """Architecture kwargs: config values where set, else the paper's defaults."""
-        return {k: (getattr(config, k) if getattr(config, k) is not None else v) for k, v in defaults.items()}
+        sizes = {k: (getattr(config, k) if getattr(config, k) is not None else v) for k, v in defaults.items()}
+        # the writable part is split from a layer of hidden_size units (B.1, B.2) or 4·channels maps (B.3, B.4)
+        whole = 4 * sizes["channels"] if conv else sizes["hidden_size"]
+        if not 0 < sizes["dynamic_size"] < whole:
+            raise BadConfig(
+                f"dynamic_size must lie in (0, {whole}) (the layer it is split from), got {sizes['dynamic_size']}"
+            )
+        return sizes
 
     # -- protocol -------------------------------------------------------------------------------
-    def memory_floats(self) -> int:
-        """Writable floats per episode (the ``memory`` modules' parameters)."""
+    def memory_floats(self, episode_length: int | None = None) -> int:
+        """Writable floats per episode (the ``memory`` modules' parameters; independent of T)."""
         return self.energy_net.memory_floats()
 
     def energy(self, x: Tensor, state: EBMMState) -> Tensor:
@@ -251,7 +258,7 @@ class EBMMConv(EBMM):
     @staticmethod
     def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
         c, s = _image_shape("ebmm-conv", pattern_shape)
-        sizes = EBMM._sizes(config, channels=32, dynamic_size=8, hidden_size=128, hops=3)
+        sizes = EBMM._sizes(config, conv=True, channels=32, dynamic_size=8, hidden_size=128, hops=3)
         return ResNetConvEnergy(c, s, **sizes)
 
 
@@ -264,5 +271,5 @@ class EBMMImageNet(EBMM):
     @staticmethod
     def build_energy(config: EBMMConfig, pattern_shape: tuple[int, ...]) -> EnergyNet:
         c, s = _image_shape("ebmm-imagenet", pattern_shape)
-        sizes = EBMM._sizes(config, channels=64, dynamic_size=8, hidden_size=256, hops=3)
+        sizes = EBMM._sizes(config, conv=True, channels=64, dynamic_size=8, hidden_size=256, hops=3)
         return ResNetConvEnergy(c, s, imagenet=True, **sizes)

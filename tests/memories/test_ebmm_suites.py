@@ -1,0 +1,73 @@
+"""EBMM presets parse and build; the EBMM benchmark suites run end to end on tiny budgets."""
+
+import json
+
+import pytest
+
+from engramlab.config import preset_names
+from engramlab.evaluation.bench import run_suite
+from engramlab.memories.base import build_memory
+from engramlab.training.config import Experiment
+
+NAMES = sorted(n for n in preset_names() if n.startswith("ebmm-"))
+
+
+def test_ebmm_presets_exist():
+    assert {"ebmm-strings", "ebmm-strings-quick", "ebmm-omniglot-conv", "ebmm-omniglot-fc"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_builds_its_memory_with_paper_training_defaults(name):
+    exp = Experiment.from_preset(name)
+    shape = (
+        (exp.data.string_dim,)
+        if exp.data.dataset == "binary_strings"
+        else (1, exp.data.image_size, exp.data.image_size)
+    )
+    memory = build_memory(exp.memory_name, shape, **exp.memory_fields)
+    assert memory.memory_floats() > 0
+    assert exp.train.optimizer == "adamw" and exp.train.weight_decay == 1e-6 and exp.train.clip_norm == 0.05
+
+
+TINY_EBMM = {"hidden_size": 80, "hops": 2, "write_steps": 1, "read_steps": 2, "write_lr": 0.1}
+
+
+def test_strings_suite_writes_rows_for_every_model_and_the_speed(tmp_path, monkeypatch):
+    from engramlab.evaluation.suites import ebmm_strings as suite
+
+    monkeypatch.setattr(suite, "QUICK", {**suite.QUICK, "T": [4], "steps": 2, "test_batches": 1, "ebmm": TINY_EBMM})
+    run_suite("ebmm-strings", quick=True, out_root=tmp_path, progress=False)
+    data = json.loads(next((tmp_path / "ebmm-strings").glob("*.json")).read_text())
+    models = {r["model"] for r in data["rows"]}
+    assert {"ebmm", "hebbian", "storkey", "pseudo-inverse", "modern", "query (no read)"} <= models
+    assert data["extra"]["speed"]["episodes"] == 16 and data["extra"]["speed"]["batched_speedup"] > 0
+
+
+def test_ablations_suite_trains_every_variant_with_the_same_budget(tmp_path, monkeypatch):
+    from engramlab.evaluation.suites import ebmm_ablations as suite
+
+    tiny = {**suite.QUICK, "dim": 8, "steps": 1, "test_batches": 1, "ebmm": TINY_EBMM}
+    monkeypatch.setattr(suite, "QUICK", tiny)
+    run_suite("ebmm-ablations", quick=True, out_root=tmp_path, progress=False)
+    data = json.loads(next((tmp_path / "ebmm-ablations").glob("*.json")).read_text())
+    trained = [r for r in data["rows"] if r["variant"] != "query (no read)"]
+    assert len(trained) == len(suite.VARIANTS) and {r["train_steps"] for r in trained} == {1}
+
+
+@pytest.mark.slow
+def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data):
+    from engramlab.evaluation.suites import ebmm_omniglot as suite
+
+    tiny = {
+        **suite.QUICK,
+        "steps": 1,
+        "test_batches": 1,
+        "conv": {"dynamic_size": [2], "channels": 4, "hidden_size": 8},
+        "fc": {"dynamic_size": [4], "channels": 4, "hidden_size": 16},
+        "ebmm": {"write_steps": 1, "read_steps": 1, "write_lr": 0.1},
+    }
+    monkeypatch.setattr(suite, "QUICK", tiny)
+    run_suite("ebmm-omniglot", quick=True, out_root=tmp_path, progress=False)
+    data = json.loads(next((tmp_path / "ebmm-omniglot").glob("*.json")).read_text())
+    assert {"ebmm-conv", "ebmm-fc", "modern", "modern-hopfield-learned"} <= {r["model"] for r in data["rows"]}
+    assert "transfer_mnist" in data["extra"]
