@@ -1,0 +1,98 @@
+"""Shared pieces of the MPLP benchmarks (paper 004): per-step curves with CIs, lr tuning, plots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from engramlab.evaluation.metrics import mean_ci
+from engramlab.rules.mplp.meta import baseline_curves, tune_lr
+
+log = logging.getLogger(__name__)
+
+SGD_GRID = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+ADAM_GRID = [0.001, 0.003, 0.01, 0.03, 0.1]
+
+
+def evaluate_curves(fn: Callable, source, batches: int) -> tuple[Tensor, Tensor | None]:
+    """Concatenate ``fn(batch) -> ((B, T+1) losses, accuracies | None)`` over test batches 0..batches-1."""
+    losses, accs = [], []
+    for i in range(batches):
+        value, acc = fn(source.batch(i))
+        losses.append(value)
+        if acc is not None:
+            accs.append(acc)
+    return torch.cat(losses), (torch.cat(accs) if accs else None)
+
+
+def tuned_baselines(
+    val_source, test_source, sizes: Sequence[int], activation: str, loss: str, batches: int, val_batches: int = 2
+):
+    """SGD and Adam with lrs tuned on validation tasks; returns {name: (losses, accs, lr, grid scores)}."""
+    out = {}
+    for method, grid in (("sgd", SGD_GRID), ("adam", ADAM_GRID)):
+        best, scores = tune_lr(val_source, sizes, method, grid, activation, loss, batches=val_batches)
+        log.info("%s lr grid %s -> %s", method, scores, best)
+        curves = evaluate_curves(
+            lambda b, m=method, lr=best: baseline_curves(b, sizes, m, lr, activation, loss), test_source, batches
+        )
+        out[f"{method.upper() if method == 'sgd' else 'Adam'} (lr {best:g})"] = (*curves, best, scores)
+    return out
+
+
+def curve_row(name: str, losses: Tensor, accs: Tensor | None, steps_to_report: Sequence[int]) -> dict:
+    """One table row: held-out loss (± 95% CI over tasks) after the listed inner steps."""
+    row: dict = {"model": name, "tasks": losses.shape[0]}
+    for t in steps_to_report:
+        m, ci = mean_ci(losses[:, t])
+        row[f"loss@{t}"], row[f"loss@{t}_ci"] = float(m), float(ci)
+        if accs is not None:
+            m, ci = mean_ci(accs[:, t])
+            row[f"acc@{t}"], row[f"acc@{t}_ci"] = float(m), float(ci)
+    return row
+
+
+def plot_curves(path, curves: dict[str, Tensor], ylabel: str, title: str) -> None:
+    """Mean ± 95% CI over tasks against inner step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, values in curves.items():
+        mean = values.mean(0)
+        ci = torch.tensor([float(mean_ci(values[:, t])[1]) for t in range(values.shape[1])])
+        steps = range(values.shape[1])
+        ax.plot(steps, mean, marker="o", ms=3, label=name)
+        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+    ax.set_xlabel("inner step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_meta_curves(path, curves: dict[str, list[dict]], key: str = "loss") -> None:
+    """Meta-training curves (windowed mean of the meta-loss) of each meta-trained model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, rows in curves.items():
+        rows = [r for r in rows if key in r]
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
+    ax.set_xlabel("outer step")
+    ax.set_ylabel(f"meta-training {key}")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
