@@ -61,12 +61,11 @@ class SinusoidSource:
 class MNISTSource:
     """Few-step MNIST (Sec. 4.2): T steps × S random shots from all 10 classes; Q held-out test images.
 
-    Only MNIST's 10k test file is shipped, so it is split by index: images 0-5999 train the rule
-    (split "train"), 6000-7999 tune baselines ("val"), 8000-9999 evaluate ("test"). Images are resized
-    with antialiasing to ``image_size`` (12 in the paper; 28 keeps the original) and flattened.
+    Images come from ``load_dataset("mnist", split)`` (with only MNIST's 10k test file shipped, the loader
+    splits it by index: train [0, 8000), val [8000, 9000), test [9000, 10000)), or from ``patterns`` /
+    ``labels`` given directly (used whole). They are resized with antialiasing to ``image_size`` (12 in
+    the paper; 28 keeps the original) and flattened.
     """
-
-    _RANGES = {"train": (0, 6000), "val": (6000, 8000), "test": (8000, 10000)}
 
     def __init__(
         self,
@@ -93,10 +92,9 @@ class MNISTSource:
         if patterns is None:
             from engramlab.episodes.datasets import load_dataset
 
-            data = load_dataset("mnist", split="test", data_dir=data_dir)
+            data = load_dataset("mnist", split=split, data_dir=data_dir)
             patterns, labels = data.patterns, data.labels
-        lo, hi = self._RANGES[split]
-        images = patterns[lo:hi].float()
+        images = patterns.float()
         if images.dim() == 3:
             images = images.unsqueeze(1)
         if images.shape[-1] != image_size:
@@ -104,7 +102,7 @@ class MNISTSource:
                 images, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
             )
         self.x = images.flatten(1)
-        self.y = F.one_hot(labels[lo:hi].long(), 10).float()
+        self.y = F.one_hot(labels.long(), 10).float()
 
     @property
     def input_size(self) -> int:
