@@ -32,6 +32,8 @@ class MPLPWriteRule(WriteRule):
         learner: "gru" (stateful, hidden ``hidden``) or "mlp" (stateless 80-40 tanh).
         calibrate_calls: training-mode calls whose inputs/outputs set the frozen normalisation statistics.
         first_order: drop the graph of the inner gradients (as FOMAML).
+        lr_init, learn_lr: accepted so that memories building every rule with the same keywords (EBMM)
+            can use this one; unused (the update scale is MPLP's 0.2·std times a meta-trained scale).
     """
 
     def __init__(
@@ -43,6 +45,8 @@ class MPLPWriteRule(WriteRule):
         hidden: int = 8,
         calibrate_calls: int = 4,
         first_order: bool = False,
+        lr_init: float | None = None,
+        learn_lr: bool = True,
     ) -> None:
         super().__init__()
         if steps < 1 or terms < 1 or not fast_names:
