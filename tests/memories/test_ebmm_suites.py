@@ -71,3 +71,15 @@ def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data)
     data = json.loads(next((tmp_path / "ebmm-omniglot").glob("*.json")).read_text())
     assert {"ebmm-conv", "ebmm-fc", "modern", "modern-hopfield-learned"} <= {r["model"] for r in data["rows"]}
     assert "transfer_mnist" in data["extra"]
+
+
+def test_second_order_meta_step_saves_more_for_backward_than_first_order():
+    from engramlab.evaluation.suites.ebmm_common import saved_tensor_mib
+    from engramlab.evaluation.suites.ebmm_strings import source
+
+    batch = source(4, 2, "val", 0).batch(0)
+    sizes = [
+        saved_tensor_mib(build_memory("ebmm-strings", (128,), **TINY_EBMM, first_order=fo), batch)
+        for fo in (False, True)
+    ]
+    assert sizes[0] > sizes[1] > 0

@@ -62,6 +62,23 @@ def _meta_step(memory: Memory, batch: EpisodeBatch) -> None:
     loss.backward()
 
 
+def saved_tensor_mib(memory: Memory, batch: EpisodeBatch) -> float:
+    """MiB of the tensors autograd saves for the backward of one meta-step's loss (second-order graphs
+    included): a device-independent measure of a meta-step's activation memory (a tensor saved by two
+    operations is counted twice, so it is an upper bound)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _ = memory.loss(batch)
+    del loss
+    return total / 2**20
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -122,6 +139,7 @@ def speed(memory: Memory, batch: EpisodeBatch, device: torch.device, repeats: in
         "peak_memory_kind": "cuda max_memory_allocated"
         if device.type == "cuda"
         else "CPU max-RSS growth (lower bound)",
+        "second_order_step_saved_tensors_mib": saved_tensor_mib(memory, batch),
     }
 
 
