@@ -68,3 +68,13 @@ def test_wrong_terms_or_missing_tensors_are_bad_config_and_nan_messages_numerica
     bad[0, 0, 5] = float("nan")
     with pytest.raises(NumericalError):
         one(_fast(2, gen), bad, _objective)
+
+
+def test_mplp_ebmm_preset_builds_an_ebmm_written_by_mplp():
+    from engramlab.memories.base import build_memory
+    from engramlab.rules.mplp.write_rule import MPLPWriteRule
+    from engramlab.training.config import Experiment
+
+    exp = Experiment.from_preset("mplp-ebmm-strings-quick")
+    memory = build_memory(exp.memory_name, (exp.data.string_dim,), **exp.memory_fields)
+    assert isinstance(memory.rule, MPLPWriteRule) and memory.memory_floats() > 0
