@@ -1,0 +1,35 @@
+"""MPLP benchmark suites run end to end on tiny budgets (slow: each evaluates 100 GRU-trained tasks)."""
+
+import pytest
+import torch
+
+from engramlab.evaluation.bench import BenchContext
+from engramlab.evaluation.suites import mplp_ablation, mplp_sinusoid
+
+
+def _ctx(tmp_path, name):
+    return BenchContext(name, True, 0, torch.device("cpu"), tmp_path, None, False)
+
+
+@pytest.mark.slow
+def test_sinusoid_suite_reports_every_model_after_every_step(tmp_path, monkeypatch):
+    monkeypatch.setitem(mplp_sinusoid.QUICK, "gru_steps", 2)
+    monkeypatch.setitem(mplp_sinusoid.QUICK, "mlp_steps", 2)
+    monkeypatch.setitem(mplp_sinusoid.QUICK, "maml_steps", 2)
+    result = mplp_sinusoid.mplp_sinusoid(_ctx(tmp_path, "mplp-sinusoid"))
+    models = {(r["protocol"], r["model"].split(" (")[0]) for r in result.rows}
+    assert models == {(p, m) for p in ("5x10", "2x10") for m in ("SGD", "Adam")} | {
+        ("5x10", "MPLP"),
+        ("2x10", "MPLP"),
+        ("2x10", "MAML"),
+    }
+    assert all(r["tasks"] == 100 and r["loss@1_ci"] > 0 for r in result.rows)
+
+
+@pytest.mark.slow
+def test_ablation_suite_runs_each_variant_on_the_same_tasks(tmp_path, monkeypatch):
+    monkeypatch.setitem(mplp_ablation.QUICK, "outer_steps", 1)
+    monkeypatch.setattr(mplp_ablation, "VARIANTS", [("message", 1, "layer"), ("sharing", 4, "all")])
+    result = mplp_ablation.mplp_ablation(_ctx(tmp_path, "mplp-ablation"))
+    assert [r["model"] for r in result.rows] == ["msg 1, sharing layer", "msg 4, sharing all"]
+    assert result.rows[0]["loss@0"] == pytest.approx(result.rows[1]["loss@0"])  # same tasks, same initial nets
