@@ -6,7 +6,7 @@ budget with the shared Trainer (ebmm_common.meta_train) and the same seeded trai
 128-bit ±1 strings read back from queries with 10% flipped bits. Only the write rule differs: the
 meta-learned per-layer/per-term gradient rates ("gradient") or the learned per-synapse MPLP update rule
 on gradient messages ("mplp", engramlab/rules/mplp/write_rule.py). Hamming error ± 95% CI over episodes.
-The quick budget is ebmm-strings' quick settings (hidden 128, 3 write steps, AdamW 1e-3) with 12 meta-steps.
+The quick budget is ebmm-strings' quick settings (hidden 128, 3 write steps, AdamW 1e-3) with 60 meta-steps.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from engramlab.memories.base import build_memory
 log = logging.getLogger(__name__)
 # One meta-step of the MPLP-written EBMM costs ~4x the gradient-written one on CPU (every writable float runs
 # through the learner, second order) and the 2 CPU cores are shared: the quick budget cuts ebmm-strings' 300 steps
-# to 12 for BOTH rules (a smoke-level comparison; the full preset is the paper's budget).
-QUICK = {**STRINGS_QUICK, "T": [16], "steps": 12}
+# to 60 for BOTH rules (a smoke-level comparison; the full preset is the paper's budget).
+QUICK = {**STRINGS_QUICK, "T": [16], "steps": 60}
 FULL = dict(STRINGS_FULL)
 RULES = [("gradient", {}), ("mplp", {"write_rule_options": {"learner": "mlp"}})]
 
