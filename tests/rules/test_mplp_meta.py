@@ -80,3 +80,15 @@ def test_task_batch_of_the_wrong_width_is_bad_input():
     model = MPLPMetaLearner((2, 4, 1), learner="mlp")
     with pytest.raises(BadInput, match="task batch"):
         model.loss(SinusoidSource(steps=1, shots=2, tasks=1).batch(0))
+
+
+def test_baselines_on_a_step_activation_only_train_the_last_layer(gen):
+    sizes = (3, 4, 2)
+    src = SinusoidSource(steps=2, shots=5, tasks=2, test_points=3)
+    x = torch.randn(2, 2, 5, 3, generator=gen)
+    y = torch.nn.functional.one_hot(torch.randint(0, 2, (2, 2, 5), generator=gen), 2).float()
+    batch = TaskBatch(x, y, x[:, 0], y[:, 0], seed=src.batch(0).seed)
+    params = init_params(sizes, 2, gen)
+    final = optimizer_unroll(params, batch, "sgd", 0.5, "step", "ce")[-1]
+    assert torch.equal(final[0], params[0]) and torch.equal(final[1], params[1])
+    assert not torch.equal(final[2], params[2])

@@ -180,7 +180,9 @@ def optimizer_unroll(
             out, _, _ = net_forward(ps, batch.x_steps[:, t], activation)
             # sum over tasks of each task's mean loss: the gradient w.r.t. a task's weights is its own
             total = per_example_loss(out, batch.y_steps[:, t], loss).mean(1).sum()
-            grads = torch.autograd.grad(total, ps, create_graph=create_graph)
+            grads = torch.autograd.grad(total, ps, create_graph=create_graph, allow_unused=True)
+            # a step activation passes no gradient to the layers below it: their gradient is zero
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(ps, grads)]
         if method == "sgd":
             params = [p - lr * g for p, g in zip(ps, grads)]
         else:
