@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 
-    p = _add(sub, "demo", "Meta-train the best available memory on scikit-learn digits (~2 min) and compare.")
+    p = _add(sub, "demo", "Meta-train a learned Hopfield memory on digits (~1 min); compare with baselines.")
     p.add_argument("--out", type=Path, default=Path("results/demo"))
     p.add_argument("--seconds", type=float, default=110.0, help="training time budget")
     p.add_argument("--device", default="auto")
@@ -151,6 +151,9 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         data_dir=args.data_dir,
     )
+    if result.interrupted:
+        print(f"engram: interrupted at step {result.step}; resume with --resume --out {out}", file=sys.stderr)
+        return 130
     print(f"trained to step {result.step}; run directory {out}")
     if getattr(result, "best_val", None) is not None:
         print(f"best validation loss {result.best_val:.4g}")
@@ -248,7 +251,7 @@ def cmd_data(args) -> int:
     failed = 0
     for name, status in download.check(data_dir):
         print(f"{status:<10} {name}")
-        failed += status not in ("ok", "missing")
+        failed += status not in ("ok", "missing", "unverified")  # unverified: no published checksum
     print(f"data directory: {data_dir}")
     return 2 if failed else 0
 

@@ -28,7 +28,7 @@ from torch import Tensor  # noqa: E402
 
 from engramlab.errors import BadInput, DataError  # noqa: E402
 
-__all__ = ["image_grid", "plot_curves", "plot_training_log", "to_images"]
+__all__ = ["image_grid", "plot_curves", "plot_training_log", "sample_grid", "to_images"]
 
 
 def _save(fig, path: Path | str, dpi: int = 100) -> Path:
@@ -145,6 +145,63 @@ def image_grid(
                 img = imgs[i] if C == 3 else imgs[i, :, :, 0]
                 ax.imshow(img, cmap=None if C == 3 else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             axes[0, col].set_title(f"{name}" + (f"\nep {b}" if p == 0 and B > 1 else ""), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def sample_grid(
+    written: Tensor,
+    samples: Tensor,
+    path: Path | str,
+    max_episodes: int = 4,
+    per_row: int = 8,
+    value_range: tuple[float, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Save a grid: per episode one row of (some of) the written patterns, then rows of samples.
+
+    Args:
+        written: (B, T, *pattern) the episodes written into the memory.
+        samples: (B, n, *pattern) samples drawn from each written memory.
+        path: where to write the PNG.
+        max_episodes: how many episodes to show at most.
+        per_row: images per row; the first row of an episode shows its first ``per_row`` patterns.
+        value_range, title: as in ``image_grid``.
+    """
+    if not isinstance(written, Tensor) or written.dim() < 3:
+        raise BadInput(
+            f"sample_grid: written must be a (B, T, *pattern) tensor, got {getattr(written, 'shape', written)}"
+        )
+    pattern_shape = tuple(written.shape[2:])
+    if (
+        samples.dim() != written.dim()
+        or tuple(samples.shape[2:]) != pattern_shape
+        or samples.shape[0] != written.shape[0]
+    ):
+        raise BadInput(f"sample_grid: samples have shape {tuple(samples.shape)}, written has {tuple(written.shape)}")
+    if value_range is None:
+        value_range = (-1.0, 1.0) if bool((written < 0).any()) or bool((samples < 0).any()) else (0.0, 1.0)
+    B = min(written.shape[0], max_episodes)
+    sample_rows = -(-samples.shape[1] // per_row)
+    rows = B * (1 + sample_rows)
+    H, W, C = _layout(pattern_shape)
+    scale = 0.8
+    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * scale, rows * scale * H / W + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for b in range(B):
+        top = b * (1 + sample_rows)
+        blocks = [(top, written[b, :per_row])] + [
+            (top + 1 + r, samples[b, r * per_row : (r + 1) * per_row]) for r in range(sample_rows)
+        ]
+        for row, images in blocks:
+            imgs = _as_hwc(to_images(images, value_range), pattern_shape)
+            for i in range(imgs.shape[0]):
+                img = imgs[i] if C == 3 else imgs[i, :, :, 0]
+                axes[row, i].imshow(img, cmap=None if C == 3 else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        axes[top, 0].set_title(f"ep {b}: written", fontsize=8, loc="left")
+        axes[top + 1, 0].set_title("samples", fontsize=8, loc="left")
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)

@@ -67,14 +67,15 @@ class Memory(nn.Module):
 
     Class attributes:
         Config: the frozen dataclass of the memory's hyperparameters.
-        value_range: (low, high) of valid pattern values, checked on write and read.
+        value_range: (low, high) of valid pattern values, checked on write and read; an instance
+            may set its own (e.g. classical Hopfield with ``values="unit"``).
         generative: whether ``generate`` is implemented.
         default_pattern_shape: the pattern shape of the paper's main setting, used to report
             parameter counts in `engram list --verbose`.
     """
 
     Config: ClassVar[type] = MemoryConfig
-    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    value_range: tuple[float, float] = (0.0, 1.0)
     generative: ClassVar[bool] = False
     registry_name: ClassVar[str] = ""
     default_pattern_shape: ClassVar[tuple[int, ...] | None] = None  # for `engram list --verbose`
@@ -105,8 +106,12 @@ class Memory(nn.Module):
         """The scalar meta-training objective and a dict of detached scalar logs."""
         raise NotImplementedError
 
-    def memory_floats(self) -> int:
-        """How many floats one written episode occupies (for comparisons at matched size)."""
+    def memory_floats(self, episode_length: int | None = None) -> int:
+        """How many floats one written episode occupies (for comparisons at matched size).
+
+        Memories whose size grows with the episode (verbatim stores such as modern Hopfield) need
+        ``episode_length``; fixed-size memories ignore it.
+        """
         raise NotImplementedError
 
     # -- input checks shared by every memory ---------------------------------------------------

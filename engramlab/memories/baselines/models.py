@@ -69,7 +69,7 @@ class VAE(CodedModel):
         z = torch.randn(b, n, self.config.code, device=state.mean.device, generator=generator)
         return self.lik.mean(self.decode(z))
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         return 0
 
 
@@ -129,7 +129,7 @@ class NeuralStatistician(CodedModel):
         z = pm + pv.sqrt() * torch.randn(pm.shape, device=pm.device, generator=generator)
         return self.lik.mean(self.decode(z))
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         return 2 * self.config.code
 
 
@@ -203,5 +203,5 @@ class DKMWrite(CodedModel):
         w = torch.randn(m.shape[0], n, m.shape[1], dtype=m.dtype, device=m.device, generator=generator)
         return self.lik.mean(self.decode(w @ m))
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         return self.config.rows * (self.config.code + self.config.rows)

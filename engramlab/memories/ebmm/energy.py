@@ -84,7 +84,7 @@ class EnergyNet(nn.Module):
         """Dotted names of the writable parameters (those inside modules named ``memory``)."""
         return [name for name, _ in self.named_parameters() if "memory" in name.split(".")[:-1]]
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         """Writable floats per episode."""
         params = dict(self.named_parameters())
         return sum(params[n].numel() for n in self.memory_names())

@@ -214,7 +214,7 @@ class DynamicKanervaMachine(Memory):
         loss = (terms["nll"] - self.config.ae_weight * terms["ae"]).mean()
         return loss, {k: v.mean().detach() for k, v in terms.items()}
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         k, c = self.config.memory_slots, self.config.code_size
         return k * c + k * (k + 1) // 2  # R and the symmetric U
 

@@ -271,7 +271,7 @@ class KanervaPlus(Memory):
         loss = terms["nll"].mean()
         return loss, {k: v.mean().detach() for k, v in terms.items()}
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         return self.memory_floats_
 
 

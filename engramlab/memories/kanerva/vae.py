@@ -99,5 +99,5 @@ class KppVAE(Memory):
         terms = self.elbo_terms(batch.patterns)
         return terms["nll"].mean(), {k: v.mean().detach() for k, v in terms.items()}
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         return 0

@@ -322,7 +322,7 @@ class VBMemory(CodedModel):
             z = z.permute(0, 2, 1, 3).reshape(b, n, cfg.code)
         return self.lik.mean(self.decode(z))
 
-    def memory_floats(self) -> int:
+    def memory_floats(self, episode_length: int | None = None) -> int:
         cfg = self.config
         if self.variant in ("gauss", "cat"):
             return cfg.rows * cfg.code + cfg.rows * cfg.rows
