@@ -260,17 +260,18 @@ def cmd_list(args) -> int:
     from engramlab.config import preset_names
     from engramlab.evaluation.bench import suites
     from engramlab.memories import memory_class, memory_names
-    from engramlab.rules import rule_names
+    from engramlab.rules import rule_class, rule_names
 
     print("memories:")
     for name in memory_names():
         cls = memory_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        line = f"  {name:<26} {doc}"
+        line = f"  {name:<26} {_first_line(cls)}"
         if args.verbose:
             line += f"  [{_parameter_summary(cls)}]"
         print(line)
-    print("write rules:\n  " + "\n  ".join(rule_names()))
+    print("write rules:")
+    for name in rule_names():
+        print(f"  {name:<26} {_first_line(rule_class(name))}")
     print("benchmark suites:")
     for name, suite in suites().items():
         print(f"  {name:<22} {suite.description}")
@@ -289,10 +290,17 @@ def _parameter_summary(cls) -> str:
         return f"cannot build with defaults: {e}"
     total = sum(p.numel() for p in memory.parameters())
     try:
-        floats = memory.memory_floats()
-    except (NotImplementedError, EngramError):
-        floats = None
-    return f"pattern {tuple(shape)}, {total:,} parameters" + (f", {floats:,} memory floats" if floats else "")
+        floats = f"{memory.memory_floats():,} memory floats"
+    except EngramError:  # a verbatim store: its size grows with the episode length T
+        floats = f"{memory.memory_floats(episode_length=1):,}·T memory floats"
+    except NotImplementedError:
+        floats = "no memory"
+    return f"pattern {tuple(shape)}, {total:,} parameters, {floats}"
+
+
+def _first_line(obj) -> str:
+    doc = (obj.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 COMMANDS = {

@@ -70,9 +70,14 @@ def rule_names() -> list[str]:
     return sorted(_RULES)
 
 
-def build_rule(name: str, **kwargs: Any) -> WriteRule:
-    """Build a registered write rule by name; its constructor validates its own arguments."""
+def rule_class(name: str) -> type[WriteRule]:
+    """The class registered under ``name``."""
     _discover()
     if name not in _RULES:
         raise BadConfig(f"unknown write rule '{name}'; known rules: {', '.join(sorted(_RULES))}")
-    return _RULES[name](**kwargs)
+    return _RULES[name]
+
+
+def build_rule(name: str, **kwargs: Any) -> WriteRule:
+    """Build a registered write rule by name; its constructor validates its own arguments."""
+    return rule_class(name)(**kwargs)
