@@ -61,7 +61,8 @@ def test_list_names_memories_rules_suites_and_presets():
 def test_list_verbose_prints_parameter_counts_and_memory_sizes():
     out = run("list", "--verbose")
     assert out.returncode == 0
-    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ")}
+    sections = out.stdout.split("benchmark suites:")[0]  # memories and write rules
+    lines = {line.split()[0]: line for line in sections.splitlines() if line.startswith("  ")}
     assert "8,127 memory floats" in lines["ebmm-strings"]  # the paper's 8127 vs Hopfield's 8128
     assert "8,128 memory floats" in lines["hopfield-hebbian"]
     assert "128·T memory floats" in lines["modern-hopfield"]
