@@ -20,12 +20,10 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
 import os
-import pkgutil
 import platform
 import time
 from collections.abc import Callable
@@ -35,7 +33,7 @@ from typing import Any
 
 import torch
 
-from engramlab.errors import BadConfig
+from engramlab.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -91,34 +89,21 @@ class Suite:
     run: Callable[[BenchContext], BenchResult]
 
 
-_SUITES: dict[str, Suite] = {}
-_DISCOVERED = False
+SUITES: Registry[Suite] = Registry("benchmark suite", "engramlab.evaluation.suites")
 
 
 def register_suite(name: str, description: str):
     """Function decorator: make a benchmark suite runnable as `engram bench NAME`."""
 
     def decorate(fn: Callable[[BenchContext], BenchResult]) -> Callable[[BenchContext], BenchResult]:
-        _SUITES[name] = Suite(name, description, fn)
+        SUITES.add(name, Suite(name, description, fn))
         return fn
 
     return decorate
 
 
-def _discover() -> None:
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    import engramlab.evaluation.suites as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix="engramlab.evaluation.suites."):
-        importlib.import_module(info.name)
-    _DISCOVERED = True
-
-
 def suites() -> dict[str, Suite]:
-    _discover()
-    return dict(sorted(_SUITES.items()))
+    return SUITES.items()
 
 
 def _format(value: Any) -> str:
@@ -184,13 +169,11 @@ def run_suite(
     progress: bool = True,
 ) -> dict[str, Path]:
     """Run suite ``name`` and write its JSON, markdown and figures; returns the written paths."""
-    all_suites = suites()
-    if name not in all_suites:
-        raise BadConfig(f"unknown benchmark suite '{name}'; known suites: {', '.join(all_suites)}")
+    suite = SUITES.get(name)
     out_dir = Path(out_root) / name
     ctx = BenchContext(name, quick, seed, torch.device(device), out_dir, data_dir, progress)
     start = time.perf_counter()
-    result = all_suites[name].run(ctx)
+    result = suite.run(ctx)
     wall = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = sorted(str(p.name) for p in out_dir.glob(f"{ctx.run_name}-*.png"))

@@ -14,8 +14,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,6 +23,7 @@ from torch import Tensor, nn
 from engramlab.config import from_dict, to_dict
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
+from engramlab.registry import Registry
 
 
 @dataclass
@@ -149,45 +148,25 @@ class Memory(nn.Module):
 
 
 # -- registry ----------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Memory]] = {}
-_DISCOVERED = False
+MEMORIES: Registry[type[Memory]] = Registry("memory", "engramlab.memories")
 
 
 def register(name: str):
     """Class decorator: make a Memory findable by ``name`` from the CLI, configs and benchmarks."""
 
     def decorate(cls: type[Memory]) -> type[Memory]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise BadConfig(f"memory name '{name}' is registered twice")
         cls.registry_name = name
-        _REGISTRY[name] = cls
-        return cls
+        return MEMORIES.add(name, cls)
 
     return decorate
 
 
-def _discover() -> None:
-    """Import every module under engramlab.memories so their @register decorators run."""
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    import engramlab.memories as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix="engramlab.memories."):
-        importlib.import_module(info.name)
-    _DISCOVERED = True
-
-
 def memory_names() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    return MEMORIES.names()
 
 
 def memory_class(name: str) -> type[Memory]:
-    _discover()
-    if name not in _REGISTRY:
-        raise BadConfig(f"unknown memory '{name}'; known memories: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return MEMORIES.get(name)
 
 
 def build_memory(name: str, pattern_shape: tuple[int, ...], **fields: Any) -> Memory:

@@ -17,14 +17,12 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
-from engramlab.errors import BadConfig
+from engramlab.registry import Registry
 
 FastParams = dict[str, Tensor]
 Objective = Callable[[FastParams, Tensor], Tensor]
@@ -39,8 +37,7 @@ class WriteRule(nn.Module):
         raise NotImplementedError
 
 
-_RULES: dict[str, type[WriteRule]] = {}
-_DISCOVERED = False
+RULES: Registry[type[WriteRule]] = Registry("write rule", "engramlab.rules")
 
 
 def register_rule(name: str):
@@ -48,34 +45,18 @@ def register_rule(name: str):
 
     def decorate(cls: type[WriteRule]) -> type[WriteRule]:
         cls.registry_name = name
-        _RULES[name] = cls
-        return cls
+        return RULES.add(name, cls)
 
     return decorate
 
 
-def _discover() -> None:
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    import engramlab.rules as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix="engramlab.rules."):
-        importlib.import_module(info.name)
-    _DISCOVERED = True
-
-
 def rule_names() -> list[str]:
-    _discover()
-    return sorted(_RULES)
+    return RULES.names()
 
 
 def rule_class(name: str) -> type[WriteRule]:
     """The class registered under ``name``."""
-    _discover()
-    if name not in _RULES:
-        raise BadConfig(f"unknown write rule '{name}'; known rules: {', '.join(sorted(_RULES))}")
-    return _RULES[name]
+    return RULES.get(name)
 
 
 def build_rule(name: str, **kwargs: Any) -> WriteRule:

@@ -47,7 +47,7 @@ def register_test_memory() -> type[LinearAE]:
 def unregister_test_memory() -> None:
     from engramlab.memories import base
 
-    base._REGISTRY.pop(TEST_MEMORY, None)
+    base.MEMORIES.remove(TEST_MEMORY)
 
 
 class ToySource:
