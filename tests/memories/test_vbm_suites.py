@@ -22,8 +22,9 @@ def test_vbm_synthetic_vb_beats_both_dkm_writes_in_every_cell(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_vbm_images_runs_every_model_on_the_same_test_episodes(tmp_path, monkeypatch):
-    tiny = {**vi.QUICK, "datasets": [("digits", None, "gaussian")], "episodes": 2, "T": 8, "steps": 2,
-            "test_batches": 1, "model": {"code": 8, "rows": 4, "width": 8}, "speed_T": [8], "speed_K": [4],
+    tiny = {**vi.QUICK, "datasets": [("digits", None, "gaussian")], "models": vi.MODELS, "episodes": 2, "T": 8,
+            "steps": 6, "eval_every": 1, "val_batches": 1, "test_batches": 1,
+            "model": {"code": 8, "rows": 4, "width": 8}, "speed_T": [8], "speed_K": [4],
             "per_model": {"vbm-mixture": {"clusters": 2, "rows": 2, "iters": 2},
                           "vbm-tree": {"clusters": 2, "rows": 2, "groups": 2, "iters": 2}}}  # fmt: skip
     monkeypatch.setattr(vi, "QUICK", tiny)
@@ -31,4 +32,17 @@ def test_vbm_images_runs_every_model_on_the_same_test_episodes(tmp_path, monkeyp
     record = json.loads(paths["json"].read_text())
     assert [r["model"] for r in record["rows"]] == vi.MODELS
     assert record["rows"][0]["cifar10_paper"] == 3508.5
-    assert any(name.endswith("samples.png") for name in record["figures"])
+    figures = record["figures"]
+    assert all(any(f.endswith(end) for f in figures) for end in ("samples.png", "val-curves.png", "resized-memory.png"))
+    assert all(len(curve) == 6 for curve in record["extra"]["val_curves"]["digits"].values())
+    assert record["rows"][0]["val_gain_last_third"] is not None
+    assert set(record["extra"]["write_speed_ms"][0]) >= {"vb_ms", "dkm_online_ms", "dkm_batch_iter_ms"}
+    assert "| sweep | T | K |" in paths["markdown"].read_text()
+    assert not (tmp_path / "vbm-images" / "quick-partial.json").exists()
+
+
+def test_paper_ordering_check_accepts_ties_within_the_middle_and_last_pairs():
+    assert vi._paper_ordering_holds(["vbm-cat", "vbm-gauss", "vbm-vae", "vbm-ns", "vbm-dkm"])
+    assert vi._paper_ordering_holds(["vbm-cat", "vbm-mixture", "vbm-vae", "vbm-gauss", "vbm-dkm", "vbm-ns"])
+    assert not vi._paper_ordering_holds(["vbm-gauss", "vbm-cat", "vbm-vae", "vbm-ns", "vbm-dkm"])
+    assert not vi._paper_ordering_holds(["vbm-cat", "vbm-dkm", "vbm-vae", "vbm-gauss", "vbm-ns"])

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
-from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
+from engramlab.evaluation.bench import BenchContext, BenchResult, markdown_table, register_suite
 from engramlab.evaluation.metrics import mean_ci
 from engramlab.memories.base import build_memory
 from engramlab.training import TrainConfig, Trainer
@@ -37,17 +37,20 @@ PAPER = {
     "cifar10": {"vbm-vae": 3508.5, "vbm-ns": 2178.5, "vbm-dkm": 2198.3, "vbm-gauss": 3451.7, "vbm-cat": 3593.7},
     "celeba": {"vbm-vae": 4174.8, "vbm-ns": 3242.3, "vbm-dkm": 2868.0, "vbm-gauss": 4155.3, "vbm-cat": 4422.5},
 }
-QUICK: dict[str, Any] = {
-    "datasets": [("binarized_mnist", "static", "bernoulli"), ("fashion_mnist", None, "gaussian")],
-    "episodes": 8, "T": 16, "steps": 150, "test_batches": 12, "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
-    "model": {"code": 32, "rows": 8, "width": 16},
+QUICK: dict[str, Any] = {  # CPU-quick: Fashion-MNIST only, the five Table-1 models (mixture / tree: full preset)
+    "datasets": [("fashion_mnist", None, "gaussian")],
+    "models": ["vbm-vae", "vbm-ns", "vbm-dkm", "vbm-gauss", "vbm-cat"],
+    "episodes": 8, "T": 16, "steps": 800, "test_batches": 12, "eval_every": 50, "val_batches": 4,
+    "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
+    "model": {"code": 32, "rows": 8, "width": 8},
     "per_model": {"vbm-gauss": {"iters": 10}, "vbm-cat": {"iters": 2},
                   "vbm-mixture": {"clusters": 4, "rows": 4, "iters": 5},
                   "vbm-tree": {"clusters": 4, "rows": 4, "groups": 2, "iters": 5}},
 }  # fmt: skip
 FULL: dict[str, Any] = {  # App. F: B = 16 × T = 64, code 200, 32 rows (mixture 10 × 6), 50 VB iterations
     "datasets": [("cifar10", None, "gaussian"), ("fashion_mnist", None, "gaussian"), ("omniglot", None, "bernoulli")],
-    "episodes": 16, "T": 64, "steps": 50_000, "test_batches": 64, "speed_T": [16, 32, 64, 128, 256],
+    "models": MODELS, "episodes": 16, "T": 64, "steps": 50_000, "test_batches": 64, "eval_every": 1000,
+    "val_batches": 16, "speed_T": [16, 32, 64, 128, 256],
     "speed_K": [8, 16, 32, 64, 128],
     "model": {"code": 200, "rows": 32, "width": 64},
     "per_model": {"vbm-gauss": {"iters": 50}, "vbm-cat": {"iters": 2},
@@ -61,7 +64,7 @@ def _source(ctx: BenchContext, dataset: str, binarize: str | None, split: str, c
         dataset=dataset, binarize=binarize, episode_length=cfg["T"], batch_size=cfg["episodes"], corruption=None,
         data_dir=str(ctx.data_dir) if ctx.data_dir else None,
     )  # fmt: skip
-    return EpisodeSource(data, split, seed=ctx.seed + (0 if split == "train" else 1))
+    return EpisodeSource(data, split, seed=ctx.seed + {"train": 0, "test": 1, "val": 2}[split])
 
 
 @torch.no_grad()
@@ -71,6 +74,46 @@ def _evaluate(model, test: EpisodeSource, batches: int, device) -> dict[str, tor
     torch.manual_seed(12345)  # the same reconstruction noise / dequantization draws for every model
     terms = [model.elbo_terms(test.batch(i).patterns.to(device)) for i in range(batches)]
     return {k: torch.cat([t[k] for t in terms]).cpu() for k in ("elbo_per_frame", "rec_per_frame")}
+
+
+def _paper_ordering_holds(order: list[str]) -> bool:
+    """Table 1's ordering among the five models: VBM-Cat first, VAE and VBM-Gauss next (either order), DKM and NS
+    last (either order). Models not in Table 1 (mixture, tree) are ignored."""
+    five = [m for m in order if m in PAPER["cifar10"]]
+    if len(five) != 5:
+        return False
+    return five[0] == "vbm-cat" and set(five[1:3]) == {"vbm-vae", "vbm-gauss"}
+
+
+def _last_third_gain(curve: list[tuple[int, float]]) -> float | None:
+    """Validation ELBO gain over the last third of training: mean of the last 3 evaluations minus the mean of the
+    3 evaluations ending at 2/3 of the steps (None with fewer than 6 evaluations)."""
+    if len(curve) < 6:
+        return None
+    values = [v for _, v in curve]
+    cut = max(3, round(2 * len(values) / 3))
+    return sum(values[-3:]) / 3 - sum(values[cut - 3 : cut]) / 3
+
+
+def _curve_figure(curves: dict[str, list[tuple[int, float]]], path, dataset: str) -> None:
+    """Validation ELBO per frame vs update step, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        if curve:
+            ax.plot([s for s, _ in curve], [v for _, v in curve], marker=".", label=name)
+    ax.set_xlabel("update step")
+    ax.set_ylabel("validation ELBO per frame (nats)")
+    ax.set_title(f"{dataset}: validation ELBO during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _grid(images: torch.Tensor, path, title: str, row_labels: list[str] | None = None) -> None:
@@ -99,26 +142,35 @@ def _grid(images: torch.Tensor, path, title: str, row_labels: list[str] | None =
 def vbm_images(ctx: BenchContext) -> BenchResult:
     cfg = QUICK if ctx.quick else FULL
     train_cfg = TrainConfig(steps=cfg["steps"], optimizer="adam", lr=1e-3, betas=(0.0, 0.999), clip_norm=100.0,
-                            zero_nonfinite_grads=True, eval_every=0, checkpoint_every=0, log_every=50)  # fmt: skip
+                            zero_nonfinite_grads=True, eval_every=cfg["eval_every"], eval_batches=cfg["val_batches"],
+                            checkpoint_every=0, log_every=cfg["eval_every"], tensorboard=False)  # fmt: skip
     rows: list[dict[str, Any]] = []
-    extra: dict[str, Any] = {"train_seconds": {}, "resize": {}}
+    extra: dict[str, Any] = {"train_seconds": {}, "resize": {}, "val_curves": {}}
     notes = []
     for dataset, binarize, likelihood in cfg["datasets"]:
         try:
-            train, test = (_source(ctx, dataset, binarize, s, cfg) for s in ("train", "test"))
+            train, val, test = (_source(ctx, dataset, binarize, s, cfg) for s in ("train", "val", "test"))
             shape = tuple(train.pattern_shape)
         except Exception as err:  # a dataset not present here: say so, do not invent numbers
             notes.append(f"{dataset}: skipped ({type(err).__name__}: {err})")
             continue
         dims = math.prod(shape)
-        trained = {}
-        for name in MODELS:
+        trained, curves = {}, {}
+        for name in cfg["models"]:
             fields = {**cfg["model"], **cfg["per_model"].get(name, {}), "likelihood": likelihood}
             torch.manual_seed(ctx.seed)
             model = build_memory(name, shape, **fields)
+            curve: list[tuple[int, float]] = []  # (step, validation ELBO per frame) every eval_every updates
+
+            def keep(trainer, step, row, curve=curve) -> None:
+                if "val_loss" in row:
+                    curve.append((step, -row["val_loss"]))
+
             start = time.perf_counter()
-            Trainer(model, train, train_cfg, device=ctx.device, progress=False, seed=ctx.seed).fit()
+            Trainer(model, train, train_cfg, val_source=val, device=ctx.device, progress=False, seed=ctx.seed,
+                    hooks=[keep], handle_signals=False).fit()  # fmt: skip
             extra["train_seconds"][f"{dataset}/{name}"] = time.perf_counter() - start
+            curves[name] = curve
             scores = _evaluate(model, test, cfg["test_batches"], ctx.device)
             nll = -scores["elbo_per_frame"]  # rec − kl_per_frame = ELBO (kl: every KL/entropy term, per frame)
             mean, ci = mean_ci(-nll)
@@ -131,9 +183,12 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                          "cifar10_paper": PAPER["cifar10"].get(name), "celeba_paper": PAPER["celeba"].get(name),
                          "memory_floats": model.memory_floats(),
                          "rec_per_frame": float(scores["rec_per_frame"].mean()),
-                         "kl_per_frame": float((scores["rec_per_frame"] - nll.neg()).mean())})  # fmt: skip
+                         "kl_per_frame": float((scores["rec_per_frame"] - nll.neg()).mean()),
+                         "val_gain_last_third": _last_third_gain(curve)})  # fmt: skip
             trained[name] = model
             _save_partial(ctx, rows)
+        extra["val_curves"][dataset] = curves
+        _curve_figure(curves, ctx.figure_path(f"{dataset}-val-curves"), dataset)
         _figures(ctx, dataset, test, trained, cfg, extra)
     ranking = {}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
@@ -141,21 +196,35 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             r["model"] for r in sorted((r for r in rows if r["dataset"] == ds), key=lambda r: -r["elbo_per_frame"])
         ]
     extra["ranking_best_first"] = ranking
+    extra["paper_ordering_holds"] = {ds: _paper_ordering_holds(order) for ds, order in ranking.items()}
     from engramlab.evaluation.suites.vbm_synthetic import QUICK as SQ
     from engramlab.evaluation.suites.vbm_synthetic import _speed
 
     speed_cfg = {**SQ, "speed_T": cfg["speed_T"], "speed_K": cfg["speed_K"], "speed_C": cfg["model"]["code"]}
     extra["write_speed_ms"] = _speed(speed_cfg, torch.Generator().manual_seed(ctx.seed), ctx.device)
+    speed_table = markdown_table(extra["write_speed_ms"], ["sweep", "T", "K", "vb_ms", "dkm_online_ms",
+                                                          "dkm_batch_iter_ms"])  # fmt: skip
     notes += [
         f"Budget (every model): {cfg['steps']} Adam steps (β1=0, lr 1e-3, clip 100), B={cfg['episodes']} episodes × "
-        f"T={cfg['T']} frames; test: {cfg['test_batches']} fixed batches = {cfg['test_batches'] * cfg['episodes']} "
-        "episodes; mean ± 95% CI over test episodes; single-sample ELBO (no importance samples).",
-        "Ranking best first (higher ELBO): " + "; ".join(f"{d}: {' > '.join(m)}" for d, m in ranking.items()),
-        "Paper Table 1 (CIFAR-10 / CelebA ELBO, nats per frame, higher is better; paper ordering VBM-Cat > VAE > "
-        "VBM-Gauss > DKM > NS) is shown for orientation only: different data and budget.",
-        "Write speed vs T and vs rows (VB Gauss, DKM online, DKM batch-iterative; ms per 16 episodes) in "
-        "extra.write_speed_ms; resized-memory ELBOs in extra.resize.",
+        f"T={cfg['T']} frames, code {cfg['model']['code']}, {cfg['model']['rows']} memory rows, conv width "
+        f"{cfg['model']['width']}; test: {cfg['test_batches']} fixed batches = "
+        f"{cfg['test_batches'] * cfg['episodes']} episodes; mean ± 95% CI over test episodes; single-sample ELBO "
+        f"(no importance samples). Models: {', '.join(cfg['models'])}.",
+        "Ranking best first (higher ELBO): "
+        + "; ".join(f"{d}: " + ", ".join(f"{i + 1}. {m}" for i, m in enumerate(order)) for d, order in ranking.items()),
+        "Paper's ordering (Table 1: VBM-Cat best, VAE and VBM-Gauss next, DKM and NS last) holds: "
+        + "; ".join(f"{d}: {'yes' if ok else 'no'}" for d, ok in extra["paper_ordering_holds"].items()),
+        "Paper Table 1 (CIFAR-10 / CelebA ELBO, nats per frame, higher is better) is shown for orientation only: "
+        "different data and budget.",
+        f"Convergence: validation ELBO per frame ({cfg['val_batches']} fixed validation batches) every "
+        f"{cfg['eval_every']} updates in extra.val_curves and the val-curves figure; val_gain_last_third = mean of "
+        "the last 3 evaluations minus the mean of the 3 evaluations ending at 2/3 of training (nats per frame).",
+        "Resized-memory ELBOs (rows or clusters at test time, trained size in the middle) in extra.resize.",
+        f"Write speed, ms per batch of 16 episodes (float32, code {cfg['model']['code']}; VB-Gauss "
+        f"{SQ['iters']} iterations, DKM online one pass, DKM batch-iterative {SQ['iters']} iterations; sweep T at "
+        "K = 32, sweep K at T = 64):\n\n" + speed_table,
     ]
+    (ctx.out_dir / f"{ctx.run_name}-partial.json").unlink(missing_ok=True)
     return BenchResult(
         rows=rows,
         columns=[
@@ -170,6 +239,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             "memory_floats",
             "rec_per_frame",
             "kl_per_frame",
+            "val_gain_last_third",
         ],  # fmt: skip
         config={k: v for k, v in cfg.items()}
         | {
@@ -194,7 +264,7 @@ def _figures(ctx: BenchContext, dataset: str, test: EpisodeSource, trained: dict
     episode = test.batch(0).patterns.to(ctx.device)[:2]  # two test episodes
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     # samples generated from the memory written with the first episode (App. G.1)
-    names = [n for n in MODELS if n in trained]
+    names = list(trained)
     rows = [episode[0, :8].cpu()]
     for name in names:
         model = trained[name].eval()
@@ -226,13 +296,17 @@ def _figures(ctx: BenchContext, dataset: str, test: EpisodeSource, trained: dict
         torch.manual_seed(12345)
         resize[name] = {s: float(trained[name].elbo_terms(batch, **{key: s})["elbo_per_frame"].mean()) for s in sizes}
     extra["resize"][dataset] = resize
-    if "vbm-mixture" in trained:
-        model = trained["vbm-mixture"]
-        base = cfg["per_model"]["vbm-mixture"]["clusters"]
-        grid = [episode[0, :8].cpu()]
-        labels = ["episode"]
-        for h in sorted({1, base, 2 * base}):
-            grid.append(model.generate(model.write(episode, clusters=h), 8, generator=gen)[0].cpu())
-            labels.append(f"H={h} clusters")
-        _grid(torch.stack(grid), ctx.figure_path(f"{dataset}-resized-memory"),
-              f"{dataset} vbm-mixture: samples from memories resized at test time", labels)  # fmt: skip
+    # samples from memories resized at test time: mixture clusters when trained, else VBM-Gauss rows
+    which = next(((n, k) for n, k in (("vbm-mixture", "clusters"), ("vbm-gauss", "rows")) if n in trained), None)
+    if which is None:
+        return
+    name, key = which
+    model = trained[name]
+    base = cfg["per_model"]["vbm-mixture"]["clusters"] if key == "clusters" else cfg["model"]["rows"]
+    grid = [episode[0, :8].cpu()]
+    labels = ["episode"]
+    for size in sorted({1, max(1, base // 2), base, min(2 * base, episode.shape[1])}):
+        grid.append(model.generate(model.write(episode, **{key: size}), 8, generator=gen)[0].cpu())
+        labels.append(f"{key}={size}")
+    _grid(torch.stack(grid), ctx.figure_path(f"{dataset}-resized-memory"),
+          f"{dataset} {name}: samples from memories resized at test time (trained {key}={base})", labels)  # fmt: skip
