@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from engramlab.errors import BadInput, DataError  # noqa: E402
+from engramlab.fileio import atomic_path  # noqa: E402
 
 __all__ = ["image_grid", "plot_curves", "plot_training_log", "sample_grid", "to_images"]
 
@@ -34,15 +34,11 @@ __all__ = ["image_grid", "plot_curves", "plot_training_log", "sample_grid", "to_
 def _save(fig, path: Path | str, dpi: int = 100) -> Path:
     """Save ``fig`` atomically to ``path`` (PNG) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -17,13 +17,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from engramlab.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +86,8 @@ def store_cached(key: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarra
     """Store ``arrays`` under ``key`` atomically and return them; a failed write is only logged."""
     folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, __key__=np.array(key), **arrays)
-            os.replace(tmp, folder / f"{key}.npz")
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_path(folder / f"{key}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, __key__=np.array(key), **arrays)
     except OSError as e:
         log.warning("could not write cache entry %s in %s: %s", key, folder, e)
     return arrays

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 
 from engramlab.episodes.datasets import resolve_data_dir
 from engramlab.errors import BadConfig, DataError
+from engramlab.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +177,8 @@ def _resolve(name: str) -> tuple[RemoteFile, ...]:
 
 def _fetch(url: str, dest: Path, remote: RemoteFile, progress: bool) -> None:
     """Download url into a temp file beside dest, verify it, rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310
             total = int(resp.headers.get("Content-Length") or 0) or None
             bar = None
             if progress:
@@ -194,18 +191,11 @@ def _fetch(url: str, dest: Path, remote: RemoteFile, progress: bool) -> None:
                     bar.update(len(chunk))
             if bar is not None:
                 bar.close()
-        status = verify(Path(tmp), remote)
+        status = verify(tmp, remote)
         if status == "mismatch":
             raise DataError(f"checksum mismatch for {url} (expected sha256 {remote.sha256 or '-'}, md5 {remote.md5})")
         if status == "unverified":
-            log.warning("no checksum pinned for %s; its sha256 is %s", dest, _digests(Path(tmp))[0])
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            log.warning("no checksum pinned for %s; its sha256 is %s", dest, _digests(tmp)[0])
 
 
 def download(name: str, data_dir: str | Path | None = None, progress: bool = True, force: bool = False) -> list[Path]:
