@@ -117,57 +117,62 @@ class StoredPatterns(State):
     patterns: Tensor
 
 
-def _check_state(memory: Memory, query: Tensor, state: StoredPatterns, dim: int) -> None:
-    p = state.patterns
-    if p.dim() != 3 or p.shape[0] != query.shape[0] or p.shape[2] != dim:
-        raise BadInput(
-            f"state of shape {tuple(p.shape)} does not fit queries of shape {tuple(query.shape)} "
-            f"for memory '{memory.registry_name}' (need ({query.shape[0]}, T, {dim}))"
-        )
+class _VerbatimStore(Memory):
+    """What both modern Hopfield memories share: a write keeps the (B, T, d) patterns themselves."""
 
-
-def _stored_floats(dim: int, episode_length: int | None, name: str) -> int:
-    if episode_length is None:
-        raise BadInput(f"memory '{name}' stores the T patterns themselves: call memory_floats(episode_length=T)")
-    return int(episode_length) * dim
-
-
-@register("modern-hopfield")
-class ModernHopfield(Memory):
-    """Projection-free modern Hopfield store: write keeps X, read applies ξ ← X softmax(β s(X, ξ))."""
-
-    Config = ModernHopfieldConfig
     value_range = (-math.inf, math.inf)
-    default_pattern_shape = (128,)
 
-    def __init__(self, config: ModernHopfieldConfig, pattern_shape: tuple[int, ...]):
+    def __init__(self, config, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
         if config.steps < 1:
             raise BadConfig(f"steps must be at least 1, got {config.steps}")
         if config.beta is not None and not config.beta > 0:
             raise BadConfig(f"beta must be positive, got {config.beta}")
         self.dim = math.prod(self.pattern_shape)
-        self.beta = config.beta if config.beta is not None else default_beta(self.dim)
 
     def write(self, episode: Tensor) -> StoredPatterns:
         """(B, T, *pattern) -> StoredPatterns (B, T, d)."""
         self.check_patterns(episode, "episode")
         return StoredPatterns(patterns=episode.flatten(2))
 
+    def check_read(self, query: Tensor, state: StoredPatterns) -> None:
+        self.check_patterns(query, "query")
+        p = state.patterns
+        if p.dim() != 3 or p.shape[0] != query.shape[0] or p.shape[2] != self.dim:
+            raise BadInput(
+                f"state of shape {tuple(p.shape)} does not fit queries of shape {tuple(query.shape)} "
+                f"for memory '{self.registry_name}' (need ({query.shape[0]}, T, {self.dim}))"
+            )
+
+    def memory_floats(self, episode_length: int | None = None) -> int:
+        """T·d: the stored patterns (a learned store recomputes its keys from them)."""
+        if episode_length is None:
+            raise BadInput(
+                f"memory '{self.registry_name}' stores the T patterns themselves: call memory_floats(episode_length=T)"
+            )
+        return int(episode_length) * self.dim
+
+
+@register("modern-hopfield")
+class ModernHopfield(_VerbatimStore):
+    """Projection-free modern Hopfield store: write keeps X, read applies ξ ← X softmax(β s(X, ξ))."""
+
+    Config = ModernHopfieldConfig
+    default_pattern_shape = (128,)
+
+    def __init__(self, config: ModernHopfieldConfig, pattern_shape: tuple[int, ...]):
+        super().__init__(config, pattern_shape)
+        self.beta = config.beta if config.beta is not None else default_beta(self.dim)
+
     def read(self, query: Tensor, state: StoredPatterns) -> Tensor:
         """(B, N, *pattern) -> (B, N, *pattern) after ``steps`` updates."""
-        self.check_patterns(query, "query")
-        _check_state(self, query, state, self.dim)
+        self.check_read(query, state)
         out = retrieve(query.flatten(2), state.patterns, self.beta, self.config.steps, self.config.similarity)
         return out.reshape(query.shape)
 
     def loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Squared reconstruction error of reads (the plain store has no parameters to train)."""
         return _read_loss(self, batch)
-
-    def memory_floats(self, episode_length: int | None = None) -> int:
-        """T·d: the stored patterns."""
-        return _stored_floats(self.dim, episode_length, self.registry_name)
 
 
 def _read_loss(memory: Memory, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -194,7 +199,7 @@ class LearnedHopfieldConfig(MemoryConfig):
 
 
 @register("modern-hopfield-learned")
-class LearnedModernHopfield(Memory):
+class LearnedModernHopfield(_VerbatimStore):
     """Modern Hopfield read with meta-learned projections: ξ ← X softmax(β s(W_k X, W_q ξ)).
 
     Values are the stored patterns X themselves, so a written episode is still the (B, T, d) pattern
@@ -207,18 +212,12 @@ class LearnedModernHopfield(Memory):
     """
 
     Config = LearnedHopfieldConfig
-    value_range = (-math.inf, math.inf)
     default_pattern_shape = (1, 8, 8)
 
     def __init__(self, config: LearnedHopfieldConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
-        if config.steps < 1:
-            raise BadConfig(f"steps must be at least 1, got {config.steps}")
         if config.key_dim < 1:
             raise BadConfig(f"key_dim must be at least 1, got {config.key_dim}")
-        if config.beta is not None and not config.beta > 0:
-            raise BadConfig(f"beta must be positive, got {config.beta}")
-        self.dim = math.prod(self.pattern_shape)
         self.query_proj = nn.Linear(self.dim, config.key_dim, bias=False)  # W_q
         self.key_proj = nn.Linear(self.dim, config.key_dim, bias=False)  # W_k
         with torch.no_grad():
@@ -233,15 +232,9 @@ class LearnedModernHopfield(Memory):
     def beta(self) -> Tensor:
         return self.log_beta.exp()
 
-    def write(self, episode: Tensor) -> StoredPatterns:
-        """(B, T, *pattern) -> StoredPatterns (B, T, d)."""
-        self.check_patterns(episode, "episode")
-        return StoredPatterns(patterns=episode.flatten(2))
-
     def read(self, query: Tensor, state: StoredPatterns) -> Tensor:
         """(B, N, *pattern) -> (B, N, *pattern): ``steps`` updates ξ ← X softmax(β s(W_k X, W_q ξ))."""
-        self.check_patterns(query, "query")
-        _check_state(self, query, state, self.dim)
+        self.check_read(query, state)
         X = state.patterns
         keys = self.key_proj(X)  # (B, T, d_k)
         xi = query.flatten(2)
@@ -255,7 +248,3 @@ class LearnedModernHopfield(Memory):
         err, logs = _read_loss(self, batch)
         logs["beta"] = self.beta.detach()
         return err, logs
-
-    def memory_floats(self, episode_length: int | None = None) -> int:
-        """T·d: the stored patterns (values); keys are recomputed from them by the shared W_k."""
-        return _stored_floats(self.dim, episode_length, self.registry_name)
