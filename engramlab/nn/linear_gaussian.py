@@ -163,12 +163,8 @@ def batch_write(
     U' = (U⁻¹ + WᵀW/σ²)⁻¹, R' = U'(U⁻¹R + WᵀZ/σ²). Equal to ``sequential_write``. -> (R', U')."""
     _check_codes(codes, mean)
     _check_var(noise_var)
-    prec = _spd_inv(cov, "memory row covariance U")
-    post_prec = prec + weights.transpose(-1, -2) @ weights / noise_var
-    chol = cholesky(post_prec, "posterior precision U'⁻¹")
-    new_cov = torch.cholesky_solve(_eye(cov.shape[-1], cov).expand_as(cov).contiguous(), chol)
-    new_mean = torch.cholesky_solve(prec @ mean + weights.transpose(-1, -2) @ codes / noise_var, chol)
-    return new_mean, 0.5 * (new_cov + new_cov.transpose(-1, -2))
+    no_spread = weights.new_zeros(*weights.shape[:-2], cov.shape[-1], cov.shape[-1])  # known addresses: Σ_w = 0
+    return gauss_memory_step(codes, weights, no_spread, mean, cov, noise_var)
 
 
 def batch_iterative_write(

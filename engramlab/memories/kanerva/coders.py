@@ -1,4 +1,4 @@
-"""Networks shared by the Kanerva family: image decoder, dense heads, diagonal-Gaussian helpers.
+"""Networks shared by the Kanerva family: image decoder, dense heads, diagonal-Gaussian helpers, iterative read.
 
 The decoder is "a simple conv-transpose network with EvoNormS0 inter-spliced between each layer"
 (Kanerva++ App. E); we use GroupNorm + Swish, which the paper says EvoNormS0 resembles.
@@ -9,12 +9,13 @@ spectral normalization" (App. E); the width is a config field.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from engramlab.errors import BadConfig
+from engramlab.errors import BadConfig, BadInput
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -88,3 +89,16 @@ def reparameterise(mu: Tensor, logvar: Tensor, sample: bool = True) -> Tensor:
     if not sample:
         return mu
     return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+
+def iterative_read(query: Tensor, steps: int, step: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """Iterative reading of the Kanerva family (K++ Eq. 7; DKM attractor clean-up): x̂ ← step(x̂), from the query.
+
+    query (B, N, C, H, W) -> every iterate [x̂_1, ..., x̂_steps], each (B, N, C, H, W).
+    """
+    if steps < 1:
+        raise BadInput(f"read steps must be >= 1, got {steps}")
+    out = [step(query)]
+    for _ in range(steps - 1):
+        out.append(step(out[-1]))
+    return out

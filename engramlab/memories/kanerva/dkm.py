@@ -41,9 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
-from engramlab.errors import BadConfig, BadInput
+from engramlab.errors import BadConfig
 from engramlab.memories.base import Memory, MemoryConfig, State, register
-from engramlab.memories.kanerva.coders import ImageDecoder, standard_normal_kl
+from engramlab.memories.kanerva.coders import ImageDecoder, iterative_read, standard_normal_kl
 from engramlab.nn.likelihoods import build_likelihood
 from engramlab.nn.linear_gaussian import address_bayes, address_ridge, batch_write, online_write
 from engramlab.nn.matrix_normal import matrix_normal_kl, rsample
@@ -167,15 +167,12 @@ class DynamicKanervaMachine(Memory):
 
     def read_trajectory(self, query: Tensor, state: DKMState, steps: int | None = None) -> list[Tensor]:
         self.check_patterns(query, "query")
-        steps = self.config.read_steps if steps is None else steps
-        if steps < 1:
-            raise BadInput(f"read steps must be >= 1, got {steps}")
-        x, out = query, []
-        for _ in range(steps):
+
+        def step(x: Tensor) -> Tensor:
             w = self._address(self.codes(x), state)
-            x = self.likelihood.mean(self.decoder(w @ state.mean))  # readout Rᵀμ_w, as rows
-            out.append(x)
-        return out
+            return self.likelihood.mean(self.decoder(w @ state.mean))  # readout Rᵀμ_w, as rows
+
+        return iterative_read(query, self.config.read_steps if steps is None else steps, step)
 
     def generate(self, state: DKMState, n: int, sample_memory_: bool = True) -> Tensor:
         """(B, n, C, H, W): w ~ N(0, I), M̃ ~ q(M), decode M̃ᵀw."""

@@ -47,6 +47,7 @@ from engramlab.memories.kanerva.coders import (
     dense,
     gaussian_kl,
     group_norm,
+    iterative_read,
     reparameterise,
     split_gaussian,
     standard_normal_kl,
@@ -216,16 +217,12 @@ class KanervaPlus(Memory):
     def read_trajectory(self, query: Tensor, state: KanervaPlusState, steps: int | None = None) -> list[Tensor]:
         """Every iterate of the iterative read, [x̂_1, ..., x̂_steps], each (B, N, C, H, W)."""
         self.check_patterns(query, "query")
-        steps = self.config.read_steps if steps is None else steps
-        if steps < 1:
-            raise BadInput(f"read steps must be >= 1, got {steps}")
-        x, out = query, []
-        for _ in range(steps):
+
+        def step(x: Tensor) -> Tensor:
             _, key_mean, _ = self._keys(self._embed(x), sample=False)  # Y* from q(Y|X = x̂)
-            z_mean, _ = self._prior(state.memory, key_mean)
-            x = self.likelihood.mean(self.decoder(z_mean))
-            out.append(x)
-        return out
+            return self.likelihood.mean(self.decoder(self._prior(state.memory, key_mean)[0]))
+
+        return iterative_read(query, self.config.read_steps if steps is None else steps, step)
 
     def generate(self, state: KanervaPlusState, n: int, raw_keys: Tensor | None = None) -> Tensor:
         """(B, n, C, H, W) samples: keys from p(Y) = N(0, I) (§3.4), or the given raw keys (B, n, K, 3)."""

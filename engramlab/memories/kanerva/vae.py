@@ -16,9 +16,15 @@ import torch
 from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
-from engramlab.errors import BadConfig, BadInput
+from engramlab.errors import BadConfig
 from engramlab.memories.base import Memory, MemoryConfig, State, register
-from engramlab.memories.kanerva.coders import ImageDecoder, reparameterise, split_gaussian, standard_normal_kl
+from engramlab.memories.kanerva.coders import (
+    ImageDecoder,
+    iterative_read,
+    reparameterise,
+    split_gaussian,
+    standard_normal_kl,
+)
 from engramlab.nn.likelihoods import build_likelihood
 from engramlab.nn.tsm import TSMResNet18
 
@@ -75,12 +81,7 @@ class KppVAE(Memory):
         """(B, N, C, H, W) -> decoder mean at the posterior mean, iterated ``steps`` times."""
         self.check_patterns(query, "query")
         steps = self.config.read_steps if steps is None else steps
-        if steps < 1:
-            raise BadInput(f"read steps must be >= 1, got {steps}")
-        x = query
-        for _ in range(steps):
-            x = self.likelihood.mean(self.decoder(self._posterior(x)[0]))
-        return x
+        return iterative_read(query, steps, lambda x: self.likelihood.mean(self.decoder(self._posterior(x)[0])))[-1]
 
     def generate(self, state: EmptyState, n: int) -> Tensor:
         b = state.nothing.shape[0]
