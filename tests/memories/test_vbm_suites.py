@@ -36,6 +36,8 @@ def test_vbm_images_runs_every_model_on_the_same_test_episodes(tmp_path, monkeyp
     assert all(any(f.endswith(end) for f in figures) for end in ("samples.png", "val-curves.png", "resized-memory.png"))
     assert all(len(curve) == 6 for curve in record["extra"]["val_curves"]["digits"].values())
     assert record["rows"][0]["val_gain_last_third"] is not None
+    cat = next(r for r in record["rows"] if r["model"] == "vbm-cat")
+    assert cat["vs_vbm-cat_paired"] == 0.0 and all("vs_vbm-cat_paired" in r for r in record["rows"])
     assert set(record["extra"]["write_speed_ms"][0]) >= {"vb_ms", "dkm_online_ms", "dkm_batch_iter_ms"}
     assert "| sweep | T | K |" in paths["markdown"].read_text()
     assert not (tmp_path / "vbm-images" / "quick-partial.json").exists()

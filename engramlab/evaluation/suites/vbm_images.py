@@ -32,6 +32,7 @@ from engramlab.training import TrainConfig, Trainer
 log = logging.getLogger(__name__)
 
 MODELS = ["vbm-vae", "vbm-ns", "vbm-dkm", "vbm-gauss", "vbm-cat", "vbm-mixture", "vbm-tree"]
+REFERENCE = "vbm-cat"  # paired test-ELBO differences are taken against the paper's best model
 # Table 1 of the paper: ELBO, nats per frame (higher is better; positive for densities of dequantized data)
 PAPER = {
     "cifar10": {"vbm-vae": 3508.5, "vbm-ns": 2178.5, "vbm-dkm": 2198.3, "vbm-gauss": 3451.7, "vbm-cat": 3593.7},
@@ -74,6 +75,16 @@ def _evaluate(model, test: EpisodeSource, batches: int, device) -> dict[str, tor
     torch.manual_seed(12345)  # the same reconstruction noise / dequantization draws for every model
     terms = [model.elbo_terms(test.batch(i).patterns.to(device)) for i in range(batches)]
     return {k: torch.cat([t[k] for t in terms]).cpu() for k in ("elbo_per_frame", "rec_per_frame")}
+
+
+def _paired(rows: list[dict[str, Any]], per_episode: dict[str, torch.Tensor], reference: str) -> None:
+    """Add ``vs_<reference>_paired``: the per-test-episode ELBO difference model − reference, mean ± 95% CI (every
+    model is scored on the same episodes, so the episodes' own difficulty cancels)."""
+    if reference not in per_episode:
+        return
+    for row in rows:
+        mean, ci = mean_ci(per_episode[row["model"]] - per_episode[reference])
+        row[f"vs_{reference}_paired"], row[f"vs_{reference}_paired_ci"] = float(mean), float(ci)
 
 
 def _paper_ordering_holds(order: list[str]) -> bool:
@@ -145,7 +156,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                             zero_nonfinite_grads=True, eval_every=cfg["eval_every"], eval_batches=cfg["val_batches"],
                             checkpoint_every=0, log_every=cfg["eval_every"], tensorboard=False)  # fmt: skip
     rows: list[dict[str, Any]] = []
-    extra: dict[str, Any] = {"train_seconds": {}, "resize": {}, "val_curves": {}}
+    extra: dict[str, Any] = {"train_seconds": {}, "resize": {}, "val_curves": {}, "test_elbo_per_episode": {}}
     notes = []
     for dataset, binarize, likelihood in cfg["datasets"]:
         try:
@@ -155,7 +166,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             notes.append(f"{dataset}: skipped ({type(err).__name__}: {err})")
             continue
         dims = math.prod(shape)
-        trained, curves = {}, {}
+        trained, curves, per_episode = {}, {}, {}
         for name in cfg["models"]:
             fields = {**cfg["model"], **cfg["per_model"].get(name, {}), "likelihood": likelihood}
             torch.manual_seed(ctx.seed)
@@ -186,7 +197,10 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                          "kl_per_frame": float((scores["rec_per_frame"] - nll.neg()).mean()),
                          "val_gain_last_third": _last_third_gain(curve)})  # fmt: skip
             trained[name] = model
+            per_episode[name] = scores["elbo_per_frame"]
             _save_partial(ctx, rows)
+        _paired(rows[-len(per_episode) :], per_episode, REFERENCE)
+        extra["test_elbo_per_episode"][dataset] = {n: v.tolist() for n, v in per_episode.items()}
         extra["val_curves"][dataset] = curves
         _curve_figure(curves, ctx.figure_path(f"{dataset}-val-curves"), dataset)
         _figures(ctx, dataset, test, trained, cfg, extra)
@@ -219,6 +233,8 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
         f"Convergence: validation ELBO per frame ({cfg['val_batches']} fixed validation batches) every "
         f"{cfg['eval_every']} updates in extra.val_curves and the val-curves figure; val_gain_last_third = mean of "
         "the last 3 evaluations minus the mean of the 3 evaluations ending at 2/3 of training (nats per frame).",
+        f"vs_{REFERENCE}_paired: per-test-episode ELBO per frame of the model minus {REFERENCE}'s on the same "
+        "episodes, mean ± 95% CI (negative: below it); per-episode values in extra.test_elbo_per_episode.",
         "Resized-memory ELBOs (rows or clusters at test time, trained size in the middle) in extra.resize.",
         f"Write speed, ms per batch of 16 episodes (float32, code {cfg['model']['code']}; VB-Gauss "
         f"{SQ['iters']} iterations, DKM online one pass, DKM batch-iterative {SQ['iters']} iterations; sweep T at "
@@ -239,6 +255,8 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             "memory_floats",
             "rec_per_frame",
             "kl_per_frame",
+            f"vs_{REFERENCE}_paired",
+            f"vs_{REFERENCE}_paired_ci",
             "val_gain_last_third",
         ],  # fmt: skip
         config={k: v for k, v in cfg.items()}
