@@ -2,20 +2,40 @@
 
 import json
 
+import pytest
+
 from engramlab.evaluation import bench
 from engramlab.evaluation.suites import kanerva_speed
 
+TINY_MODELS = {
+    "kanerva++": {"encoder_width": 8, "latent": 8, "memory_size": 16, "window": 8, "writer_width": 16,
+                  "dense_width": 16, "decoder_width": 8, "prior_width": 8},
+    "dkm": {"encoder_width": 8, "code_size": 8, "memory_slots": 8, "decoder_width": 8},
+}  # fmt: skip
 
-def test_speed_suite_writes_a_table_with_the_dkm_over_kpp_ratio(tmp_path, monkeypatch):
+
+@pytest.fixture(scope="module")
+def speed_record(tmp_path_factory):
+    """One tiny run of the speed suite (T=4 and one memory size; one profile per model)."""
     tiny = {**kanerva_speed.QUICK, "batch_size": 2, "lengths": [4], "base_length": 4, "kpp_sizes": [16],
-            "dkm_slots": [8], "warmup": 1, "timed": 2}  # fmt: skip
-    tiny["models"] = {
-        "kanerva++": {"encoder_width": 8, "latent": 8, "memory_size": 16, "window": 8, "writer_width": 16,
-                      "dense_width": 16, "decoder_width": 8, "prior_width": 8},
-        "dkm": {"encoder_width": 8, "code_size": 8, "memory_slots": 8, "decoder_width": 8},
-    }  # fmt: skip
-    monkeypatch.setattr(kanerva_speed, "QUICK", tiny)
-    paths = bench.run_suite("kanerva-speed", quick=True, out_root=tmp_path, progress=False)
-    record = json.loads(paths["json"].read_text())
-    assert {r["model"] for r in record["rows"]} == {"kanerva++", "dkm"}
-    assert all(r["dkm_over_kpp"] > 0 for r in record["rows"] if r["model"] == "dkm")
+            "dkm_slots": [8], "warmup": 1, "timed": 2, "models": TINY_MODELS}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kanerva_speed, "QUICK", tiny)
+        out = tmp_path_factory.mktemp("speed")
+        return json.loads(
+            bench.run_suite("kanerva-speed", quick=True, out_root=out, progress=False)["json"].read_text()
+        )
+
+
+def test_speed_suite_writes_a_table_with_the_dkm_over_kpp_ratio(speed_record):
+    assert {r["model"] for r in speed_record["rows"]} == {"kanerva++", "dkm"}
+    assert all(r["dkm_over_kpp"] > 0 for r in speed_record["rows"] if r["model"] == "dkm")
+
+
+def test_speed_suite_profile_splits_each_model_into_encoder_write_read_decoder_shares(speed_record):
+    profiles = speed_record["extra"]["profiles"]
+    assert set(profiles) == {"kanerva++@T=4", "dkm@T=4"}
+    for profile in profiles.values():
+        shares = [profile[f"{part}_share"] for part in ("encoder", "write", "read", "decoder")]
+        assert all(s > 0 for s in shares) and abs(sum(shares) - 1) < 1e-6
+    assert any("Profile reading" in note for note in speed_record["notes"])
