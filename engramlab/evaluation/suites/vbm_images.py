@@ -38,8 +38,12 @@ PAPER = {
     "cifar10": {"vbm-vae": 3508.5, "vbm-ns": 2178.5, "vbm-dkm": 2198.3, "vbm-gauss": 3451.7, "vbm-cat": 3593.7},
     "celeba": {"vbm-vae": 4174.8, "vbm-ns": 3242.3, "vbm-dkm": 2868.0, "vbm-gauss": 4155.3, "vbm-cat": 4422.5},
 }
-QUICK: dict[str, Any] = {  # CPU-quick: Fashion-MNIST only, the five Table-1 models (mixture / tree: full preset)
-    "datasets": [("fashion_mnist", None, "gaussian")],
+# CPU-quick: binarized MNIST only, the five Table-1 models (mixture / tree and the dequantized datasets: full preset).
+# Dequantized Fashion-MNIST is left out of the quick preset: at 800 steps its ELBO is still climbing steeply (the
+# Gaussian decoder keeps sharpening its pixel scales, worth up to ~4 nats per background pixel), so a ranking there
+# reflects how far each decoder got, not the memory (see results/vbm-images/README.md).
+QUICK: dict[str, Any] = {
+    "datasets": [("binarized_mnist", "static", "bernoulli")],
     "models": ["vbm-vae", "vbm-ns", "vbm-dkm", "vbm-gauss", "vbm-cat"],
     "episodes": 8, "T": 16, "steps": 800, "test_batches": 12, "eval_every": 50, "val_batches": 4,
     "speed_T": [16, 32, 64, 128], "speed_K": [8, 16, 32, 64],
