@@ -109,13 +109,13 @@ def test_writing_shrinks_the_memory_covariance(gen):
     assert (torch.diagonal(state.cov, dim1=-2, dim2=-1).sum(-1) < prior_trace).all()
 
 
-@pytest.mark.parametrize("name", ["dkm", "kanerva-machine"])
-def test_tiny_model_overfits_one_episode(gen, name):
+@pytest.mark.parametrize("name, steps", [("dkm", 50), pytest.param("kanerva-machine", 100, marks=pytest.mark.slow)])
+def test_tiny_model_overfits_one_episode(gen, name, steps):
     model = small(name)
     x = binary(gen)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
-    for _ in range(100):
+    for _ in range(steps):
         loss, logs = model.loss(EpisodeBatch(patterns=x))
         opt.zero_grad()
         loss.backward()
@@ -139,3 +139,13 @@ def test_bad_config_values_raise_bad_config():
         small(obs_noise=0.0)
     with pytest.raises(BadConfig):
         small(addressing="lstsq")
+
+
+def test_single_frame_episode_raises_bad_input(gen):
+    with pytest.raises(BadInput, match="episode length"):
+        small().write(binary(gen, t=1))
+
+
+def test_image_size_the_coders_cannot_take_raises_bad_config():
+    with pytest.raises(BadConfig, match="divisible by 4"):
+        build_memory("dkm", (1, 10, 10), **SMALL)

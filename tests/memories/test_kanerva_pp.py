@@ -72,13 +72,17 @@ def test_memory_prior_receives_gradient_through_the_block_reads(gen):
     assert kpp.key_posterior[0].parametrizations.weight.original.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["kanerva++", "kanerva++-dense", "kpp-vae"])
-def test_tiny_model_overfits_one_episode(gen, name):
+@pytest.mark.parametrize(
+    "name, steps",
+    [("kanerva++", 80), pytest.param("kanerva++-dense", 120, marks=pytest.mark.slow),
+     pytest.param("kpp-vae", 120, marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_tiny_model_overfits_one_episode(gen, name, steps):
     model = small(name)
     x = binary(gen, b=2, t=4)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
-    for _ in range(120):
+    for _ in range(steps):
         loss, logs = model.loss(EpisodeBatch(patterns=x))
         opt.zero_grad()
         loss.backward()
