@@ -3,9 +3,12 @@
 import json
 
 import pytest
+import torch
 
+from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation import bench
-from engramlab.evaluation.suites import kanerva_speed
+from engramlab.evaluation.suites import kanerva_ablation, kanerva_speed
+from engramlab.memories.base import build_memory
 
 TINY_MODELS = {
     "kanerva++": {"encoder_width": 8, "latent": 8, "memory_size": 16, "window": 8, "writer_width": 16,
@@ -39,3 +42,26 @@ def test_speed_suite_profile_splits_each_model_into_encoder_write_read_decoder_s
         shares = [profile[f"{part}_share"] for part in ("encoder", "write", "read", "decoder")]
         assert all(s > 0 for s in shares) and abs(sum(shares) - 1) < 1e-6
     assert any("Profile reading" in note for note in speed_record["notes"])
+
+
+class _Batches:
+    def __init__(self, x):
+        self.x = x
+
+    def batch(self, i):
+        return EpisodeBatch(patterns=self.x)
+
+
+def test_key_usage_is_zero_spread_and_zero_kl_when_the_key_net_ignores_the_frame(gen):
+    model = build_memory("kanerva++", (1, 16, 16), **{**TINY_MODELS["kanerva++"], "window": 8})
+    model.key_posterior = torch.nn.Linear(model.encoder.out_dim, 6 * model.config.reads)
+    torch.nn.init.zeros_(model.key_posterior.weight)
+    torch.nn.init.zeros_(model.key_posterior.bias)  # q(Y|X) = N(0, I) = p(Y) for every frame
+    usage = kanerva_ablation.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
+    assert usage["key_spread"] == 0.0 and abs(usage["key_std"] - 1) < 1e-6 and abs(usage["kl_y_max_dim"]) < 1e-6
+
+
+def test_key_usage_sees_keys_that_differ_between_frames(gen):
+    model = build_memory("kanerva++", (1, 16, 16), **{**TINY_MODELS["kanerva++"], "window": 8})
+    usage = kanerva_ablation.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
+    assert usage["key_spread"] > 0 and usage["kl_y_max_dim"] > 0
