@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,12 +65,16 @@ class GradientRule(WriteRule):
         fast_names: list[str],
         steps: int = 1,
         terms: int = 3,
-        lr_init: float = 1e-4,
+        lr_init: float | Sequence[float] = 1e-4,
         learn_lr: bool = True,
         first_order: bool = False,
     ):
+        """``lr_init``: one initial rate for every (layer, term), or one per term (App. C uses 1e-4)."""
         super().__init__()
-        if steps < 1 or terms < 1 or lr_init <= 0 or not fast_names:
+        inits = [float(lr_init)] * terms if isinstance(lr_init, (int, float)) else [float(v) for v in lr_init]
+        if len(inits) != terms:
+            raise BadConfig(f"gradient rule: lr_init needs one rate per term ({terms}), got {list(lr_init)}")
+        if steps < 1 or terms < 1 or not inits or min(inits) <= 0 or not fast_names:
             raise BadConfig(
                 f"gradient rule needs steps ≥ 1, terms ≥ 1, lr_init > 0 and fast_names; "
                 f"got steps={steps}, terms={terms}, lr_init={lr_init}, fast_names={fast_names}"
@@ -77,7 +82,7 @@ class GradientRule(WriteRule):
         self.steps, self.first_order = steps, first_order
         self.layers = sorted({n.rsplit(".", 1)[0] for n in fast_names})
         self.layer_of = {n: self.layers.index(n.rsplit(".", 1)[0]) for n in fast_names}
-        raw = torch.full((len(self.layers), terms), _inverse_softplus(lr_init))
+        raw = torch.tensor([_inverse_softplus(v) for v in inits]).repeat(len(self.layers), 1)
         if learn_lr:
             self.raw_lr = nn.Parameter(raw)
         else:
@@ -99,11 +104,36 @@ class GradientRule(WriteRule):
                     raise BadConfig(
                         f"gradient rule has {rates.shape[1]} term rates, objective gave {terms.shape[1]} terms"
                     )
-                names = list(fast)
-                grads = term_gradients(terms, names, fast, create)
-                new = {}
-                for i, n in enumerate(names):
-                    step = sum(rates[self.layer_of[n], j] * g[i] for j, g in enumerate(grads) if g[i] is not None)
-                    new[n] = fast[n] - step
+                steps = self.layer_steps(terms, rates, fast) if create else self.term_steps(terms, rates, fast)
+                new = {n: fast[n] - steps[n] for n in fast}
                 fast = new if self.training else ready({n: t.detach() for n, t in new.items()})
         return fast
+
+    def term_steps(self, terms: Tensor, rates: Tensor, fast: FastParams) -> FastParams:
+        """Σ_j ρ_{l,j} ∇_{θ_l} L_j with one backward pass per term (the rates enter after the backward,
+        so they get a meta-gradient even when the inner gradients are detached: first order, eval)."""
+        names = list(fast)
+        grads = term_gradients(terms, names, fast, self.training and not self.first_order)
+        out = {}
+        for i, n in enumerate(names):
+            parts = [rates[self.layer_of[n], j] * g[i] for j, g in enumerate(grads) if g[i] is not None]
+            out[n] = sum(parts) if parts else torch.zeros_like(fast[n])
+        return out
+
+    def layer_steps(self, terms: Tensor, rates: Tensor, fast: FastParams) -> FastParams:
+        """The same step with one (double-)backward pass per writable layer, ∇_{θ_l} Σ_j ρ_{l,j} L_j, which
+        is fewer passes than one per term whenever there are fewer layers than terms (linearity of ∇)."""
+        if len(self.layers) >= terms.shape[1]:
+            return self.term_steps(terms, rates, fast)
+        out = {}
+        for layer in range(len(self.layers)):
+            names = [n for n in fast if self.layer_of[n] == layer]
+            total = (terms * rates[layer]).sum()
+            grads = torch.autograd.grad(
+                total, [fast[n] for n in names], create_graph=True, retain_graph=True, allow_unused=True
+            )
+            for n, g in zip(names, grads):
+                if g is not None and not torch.isfinite(g).all():
+                    raise NumericalError(f"write rule: gradient of the writing loss w.r.t. '{n}' is not finite")
+                out[n] = g if g is not None else torch.zeros_like(fast[n])
+        return out

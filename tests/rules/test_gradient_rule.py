@@ -88,3 +88,38 @@ def test_bad_arguments_are_config_errors():
         build_rule("gradient", fast_names=NAMES, steps=0)
     with pytest.raises(BadConfig):
         build_rule("gradient", fast_names=[], steps=1)
+
+
+def test_one_pass_per_layer_equals_one_pass_per_term_with_meta_gradients(gen):
+    fast, targets = setup(gen)
+
+    def objective(f, e):  # three non-quadratic terms, two layers: the per-layer path is taken
+        sq = sum((f[n] - targets[n]).pow(2).flatten(1).sum(1) for n in f)
+        quartic = sum(f[n].pow(4).flatten(1).sum(1) for n in f)
+        mixed = (f["a.memory.weight"].sum((1, 2)) * f["b.memory.weight"].sum((1, 2))).tanh()
+        return torch.stack([sq, quartic, mixed], 1)
+
+    rule = build_rule("gradient", fast_names=NAMES, steps=2, terms=3, lr_init=[0.05, 0.01, 0.2])
+    leaves = {n: t.clone().requires_grad_(True) for n, t in fast.items()}
+    outputs = {}
+    for path in ("layer_steps", "term_steps"):
+        rule.zero_grad()
+        original = rule.layer_steps
+        if path == "term_steps":
+            rule.layer_steps = lambda terms, rates, f: rule.term_steps(terms, rates, f)
+        new = rule(dict(leaves), None, objective)
+        rule.layer_steps = original
+        meta = sum(t.pow(2).sum() for t in new.values())
+        grads = torch.autograd.grad(meta, [rule.raw_lr, *leaves.values()])
+        outputs[path] = ([new[n].detach() for n in NAMES], grads)
+    for a, b in zip(outputs["layer_steps"][0], outputs["term_steps"][0]):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(outputs["layer_steps"][1], outputs["term_steps"][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_rates_can_start_at_one_value_per_term():
+    rule = build_rule("gradient", fast_names=NAMES, terms=3, lr_init=[1.0, 0.5, 0.01])
+    torch.testing.assert_close(rule.rates(), torch.tensor([[1.0, 0.5, 0.01]] * 2))
+    with pytest.raises(BadConfig, match="one rate per term"):
+        build_rule("gradient", fast_names=NAMES, terms=3, lr_init=[1.0, 0.5])
