@@ -10,14 +10,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from engramlab.errors import BadConfig, BadInput
+from engramlab.memories.base import MemoryConfig
+from engramlab.nn.likelihoods import Likelihood, build_likelihood
+from engramlab.nn.tsm import TSMResNet18
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ImageCodersConfig(MemoryConfig):
+    """Fields shared by the Kanerva family (K++, DKM, the VAE baseline): the likelihood ("bernoulli" for
+    binarized data, "dlml" discretised logistic mixture of ``dlml_mixtures`` for 8-bit data, "gaussian"),
+    the TSM-ResNet18 encoder's base width [64 in K++ App. E] and norm ("batch" [paper] or "group"), and
+    the decoder's width."""
+
+    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
+    dlml_mixtures: int = 5
+    encoder_width: int = 16
+    encoder_norm: Literal["batch", "group"] = "batch"
+    decoder_width: int = 32
+
+
+def likelihood_and_encoder(
+    name: str, config: ImageCodersConfig, pattern_shape: tuple[int, ...], shift: bool = True
+) -> tuple[Likelihood, TSMResNet18]:
+    """The likelihood over (C, H, W) images and the TSM-ResNet18 encoder of a Kanerva-family model."""
+    if len(pattern_shape) != 3:
+        raise BadConfig(f"{name} needs image patterns (C, H, W), got pattern_shape {tuple(pattern_shape)}")
+    options = {"n_mix": config.dlml_mixtures} if config.likelihood == "dlml" else {}
+    likelihood = build_likelihood(config.likelihood, event_dims=3, **options)
+    return likelihood, TSMResNet18(pattern_shape[0], config.encoder_width, config.encoder_norm, shift=shift)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

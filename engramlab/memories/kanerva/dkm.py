@@ -42,12 +42,16 @@ from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig
-from engramlab.memories.base import Memory, MemoryConfig, State, register
-from engramlab.memories.kanerva.coders import ImageDecoder, iterative_read, standard_normal_kl
-from engramlab.nn.likelihoods import build_likelihood
+from engramlab.memories.base import Memory, State, register
+from engramlab.memories.kanerva.coders import (
+    ImageCodersConfig,
+    ImageDecoder,
+    iterative_read,
+    likelihood_and_encoder,
+    standard_normal_kl,
+)
 from engramlab.nn.linear_gaussian import address_bayes, address_ridge, batch_write, online_write
 from engramlab.nn.matrix_normal import matrix_normal_kl, rsample
-from engramlab.nn.tsm import TSMResNet18
 
 
 def deepmind_kl(mean: Tensor, cov: Tensor, prior_mean: Tensor, prior_var: Tensor) -> Tensor:
@@ -64,24 +68,19 @@ def deepmind_kl(mean: Tensor, cov: Tensor, prior_mean: Tensor, prior_var: Tensor
 
 
 @dataclass(frozen=True)
-class DKMConfig(MemoryConfig):
+class DKMConfig(ImageCodersConfig):
     """DKM hyperparameters.
 
     code_size: C. memory_slots: K. addressing: "bayes" | "ridge" solve for μ_w (ridge: λ).
     write: "dynamic" (DKM) | "km" (Kanerva Machine's learned addressing). kl: "exact" | "deepmind".
     obs_noise: σ_ξ² of z = Mᵀw + ξ. w_std_init: initial σ_w. prior_var_init: initial σ0².
     ae_weight: weight of the auxiliary autoencoder term. shift: TSM shift in the encoder.
-    read_steps: iterations of the attractor read. Others as in ``kanerva++``.
+    read_steps: iterations of the attractor read. likelihood, encoder and decoder: ``ImageCodersConfig``.
     """
 
-    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
-    dlml_mixtures: int = 5
-    encoder_width: int = 16
-    encoder_norm: Literal["batch", "group"] = "batch"
     shift: bool = True
     code_size: int = 64
     memory_slots: int = 32
-    decoder_width: int = 32
     addressing: Literal["bayes", "ridge"] = "bayes"
     ridge: float = 1e-3
     write: Literal["dynamic", "km"] = "dynamic"
@@ -117,13 +116,10 @@ class DynamicKanervaMachine(Memory):
 
     def __init__(self, config: DKMConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
-        if len(self.pattern_shape) != 3:
-            raise BadConfig(f"{self.registry_name or 'dkm'} needs image patterns (C, H, W), got {self.pattern_shape}")
-        c, h, w = self.pattern_shape
         cfg = config
-        options = {"n_mix": cfg.dlml_mixtures} if cfg.likelihood == "dlml" else {}
-        self.likelihood = build_likelihood(cfg.likelihood, event_dims=3, **options)
-        self.encoder = TSMResNet18(c, cfg.encoder_width, cfg.encoder_norm, shift=cfg.shift)
+        name = self.registry_name or "dkm"
+        self.likelihood, self.encoder = likelihood_and_encoder(name, cfg, self.pattern_shape, shift=cfg.shift)
+        c, h, w = self.pattern_shape
         self.to_code = nn.Linear(self.encoder.out_dim, cfg.code_size)
         self.decoder = ImageDecoder(cfg.code_size, self.likelihood.param_channels(c), (h, w), cfg.decoder_width)
         self.prior_mean = nn.Parameter(torch.randn(cfg.memory_slots, cfg.code_size))  # R0

@@ -41,28 +41,27 @@ from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
-from engramlab.memories.base import Memory, MemoryConfig, State, register
+from engramlab.memories.base import Memory, State, register
 from engramlab.memories.kanerva.coders import (
+    ImageCodersConfig,
     ImageDecoder,
     dense,
     gaussian_kl,
     group_norm,
     iterative_read,
+    likelihood_and_encoder,
     reparameterise,
     split_gaussian,
     standard_normal_kl,
 )
-from engramlab.nn.likelihoods import build_likelihood
 from engramlab.nn.spatial_transformer import crop, squash_keys
-from engramlab.nn.tsm import TSMResNet18
 
 
 @dataclass(frozen=True)
-class KanervaPlusConfig(MemoryConfig):
+class KanervaPlusConfig(ImageCodersConfig):
     """Kanerva++ hyperparameters (paper values in brackets; defaults are CPU-sized).
 
-    likelihood: "bernoulli" for binarized data, "dlml" (discretised logistic mixture) for 8-bit data.
-    encoder_width: ResNet18 base width [64]. encoder_norm: "batch" [paper] or "group".
+    likelihood, dlml_mixtures, encoder_width [64], encoder_norm, decoder_width: see ``ImageCodersConfig``.
     latent: size L of z. memory_channels, memory_size: the memory is C×S×S [3×64×64].
     reads: K keys per frame [2]. window: side of each block read by the spatial transformer.
     writer_width: channels of the writer's first feature map, halved per layer [256].
@@ -71,10 +70,6 @@ class KanervaPlusConfig(MemoryConfig):
     read_steps: iterations of the iterative read. key_min_scale: smallest window half-width.
     """
 
-    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
-    dlml_mixtures: int = 5
-    encoder_width: int = 16
-    encoder_norm: Literal["batch", "group"] = "batch"
     latent: int = 64
     memory_channels: int = 3
     memory_size: int = 32
@@ -82,7 +77,6 @@ class KanervaPlusConfig(MemoryConfig):
     window: int = 16
     writer_width: int = 64
     dense_width: int = 256
-    decoder_width: int = 32
     prior_width: int = 32
     writer: Literal["block", "dense"] = "block"
     read_steps: int = 10
@@ -156,15 +150,11 @@ class KanervaPlus(Memory):
 
     def __init__(self, config: KanervaPlusConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
-        if len(self.pattern_shape) != 3:
-            raise BadConfig(f"Kanerva++ needs image patterns (C, H, W), got pattern_shape {self.pattern_shape}")
+        cfg = config
+        self.likelihood, self.encoder = likelihood_and_encoder("Kanerva++", cfg, self.pattern_shape)
         c, h, w = self.pattern_shape
         if h < 8 or w < 8 or h % 4 or w % 4:
             raise BadConfig(f"Kanerva++ needs images at least 8×8 with sides divisible by 4, got {h}×{w}")
-        cfg = config
-        options = {"n_mix": cfg.dlml_mixtures} if cfg.likelihood == "dlml" else {}
-        self.likelihood = build_likelihood(cfg.likelihood, event_dims=3, **options)
-        self.encoder = TSMResNet18(c, cfg.encoder_width, cfg.encoder_norm)
         d = self.encoder.out_dim
         self.z_posterior = nn.Linear(d, 2 * cfg.latent)  # q(z_t|X), the stable top branch (§3.5)
         self.key_posterior = dense([d, cfg.dense_width, cfg.dense_width, 2 * 3 * cfg.reads])  # q(Y_t|X), Eq. 6

@@ -10,36 +10,29 @@ It stores nothing per episode: ``write`` returns an empty state and ``memory_flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
-from engramlab.errors import BadConfig
-from engramlab.memories.base import Memory, MemoryConfig, State, register
+from engramlab.memories.base import Memory, State, register
 from engramlab.memories.kanerva.coders import (
+    ImageCodersConfig,
     ImageDecoder,
     iterative_read,
+    likelihood_and_encoder,
     reparameterise,
     split_gaussian,
     standard_normal_kl,
 )
-from engramlab.nn.likelihoods import build_likelihood
-from engramlab.nn.tsm import TSMResNet18
 
 
 @dataclass(frozen=True)
-class KppVAEConfig(MemoryConfig):
-    """likelihood, dlml_mixtures, encoder_width, encoder_norm, latent, decoder_width: as ``kanerva++``;
+class KppVAEConfig(ImageCodersConfig):
+    """likelihood, encoder and decoder: ``ImageCodersConfig``; latent: as ``kanerva++``;
     shift: keep the encoder's temporal shift; read_steps: encode-decode iterations of ``read``."""
 
-    likelihood: Literal["bernoulli", "dlml", "gaussian"] = "bernoulli"
-    dlml_mixtures: int = 5
-    encoder_width: int = 16
-    encoder_norm: Literal["batch", "group"] = "batch"
     latent: int = 64
-    decoder_width: int = 32
     shift: bool = True
     read_steps: int = 1
 
@@ -61,12 +54,8 @@ class KppVAE(Memory):
 
     def __init__(self, config: KppVAEConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
-        if len(self.pattern_shape) != 3:
-            raise BadConfig(f"kpp-vae needs image patterns (C, H, W), got {self.pattern_shape}")
+        self.likelihood, self.encoder = likelihood_and_encoder("kpp-vae", config, self.pattern_shape, config.shift)
         c, h, w = self.pattern_shape
-        options = {"n_mix": config.dlml_mixtures} if config.likelihood == "dlml" else {}
-        self.likelihood = build_likelihood(config.likelihood, event_dims=3, **options)
-        self.encoder = TSMResNet18(c, config.encoder_width, config.encoder_norm, shift=config.shift)
         self.z_posterior = nn.Linear(self.encoder.out_dim, 2 * config.latent)
         self.decoder = ImageDecoder(config.latent, self.likelihood.param_channels(c), (h, w), config.decoder_width)
 
