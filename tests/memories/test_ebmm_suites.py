@@ -26,7 +26,9 @@ def test_preset_builds_its_memory_with_paper_training_defaults(name):
     )
     memory = build_memory(exp.memory_name, shape, **exp.memory_fields)
     assert memory.memory_floats() > 0
-    assert exp.train.optimizer == "adamw" and exp.train.weight_decay == 1e-6 and exp.train.clip_norm == 0.05
+    assert exp.train.optimizer == "adamw" and exp.train.weight_decay == 1e-6
+    if not name.endswith("-quick"):  # a CPU-quick preset may loosen the clip (named in its comment)
+        assert exp.train.lr == 5e-5 and exp.train.clip_norm == 0.05
 
 
 TINY_EBMM = {"hidden_size": 80, "hops": 2, "write_steps": 1, "read_steps": 2, "write_lr": 0.1}
