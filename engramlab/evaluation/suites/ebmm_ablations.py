@@ -30,7 +30,7 @@ VARIANTS = [
     ("final-step loss", {"loss_steps": "final"}),
     ("first-order", {"first_order": True}),
     ("fixed step sizes", {"learn_read_steps": False, "learn_write_lr": False}),
-    ("maml write", {"write_rule": "maml"}),
+    ("maml write (λ=0.5)", {"write_rule": "maml", "write_rule_options": {}, "write_lr": 0.5}),
     ("decoder read", {"read": "decoder"}),
 ]
 
@@ -41,9 +41,21 @@ QUICK = {
     "batch_size": 8,
     "steps": 120,
     "test_batches": 4,
-    "ebmm": {"hidden_size": 64, "hops": 3, "write_steps": 3, "read_steps": 4, "write_lr": 0.1, "read_gamma": 1.0},
-    "train": {"lr": 3e-3},
+    "ebmm": {
+        "hidden_size": 64,
+        "hops": 3,
+        "write_steps": 3,
+        "read_steps": 4,
+        "read_gamma": 1.0,
+        "write_rule_options": {"lr_init": [1.0, 1.0, 0.1]},
+    },
+    "train": {"lr": 1e-2, "clip_norm": 1.0},
 }
+QUICK_DEVIATIONS = (
+    "Quick preset deviations from papers/000 (named): 32-bit strings, T = 8, 15% flips, hidden 64, 3 hops, "
+    "120 meta-steps, AdamW lr 1e-2 (not 5e-5), clip 1.0 (not 0.05), initial write rates [1, 1, 0.1] for the "
+    "energy, gradient and prior terms (not 1e-4), as in ebmm-strings --quick."
+)
 FULL = {
     "dim": 128,
     "T": 32,
@@ -96,6 +108,8 @@ def ebmm_ablations(ctx: BenchContext) -> BenchResult:
             "fixed step sizes: read γ(1), η, ψ and write rates frozen at their initial values (papers/001 reports "
             "that a non-meta-learned schedule fails).",
             "Every variant: same training episodes (seed), same number of meta-steps, same test episodes.",
+            "maml write: one plain step size λ = 0.5 (papers/001's FC inner lr) on the sum of the three terms.",
+            *([QUICK_DEVIATIONS] if ctx.quick else []),
         ],
         title=f"ebmm-ablations: {budget['dim']}-bit strings, T={budget['T']}, {budget['flip']:.0%} flips",
     )
