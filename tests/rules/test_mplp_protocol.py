@@ -4,7 +4,17 @@ import pytest
 import torch
 
 from engramlab.errors import BadInput, NumericalError
-from engramlab.rules.mplp.protocol import MPLP, hand_set_sgd, init_params, net_forward, per_example_loss
+from engramlab.rules.mplp.protocol import (
+    MPLP,
+    GRULearner,
+    MLPLearner,
+    Standardizer,
+    _dense,
+    hand_set_sgd,
+    init_params,
+    net_forward,
+    per_example_loss,
+)
 
 
 def _sgd_reference(params, x, y, lr, activation, loss):
@@ -105,3 +115,58 @@ def test_non_finite_messages_raise_numerical_error(gen):
     y = torch.full((1, 2, 1), float("nan"))
     with pytest.raises(NumericalError):
         rule.step(params, rule.init_state(params), torch.randn(1, 2, 2), y, "relu", "mse")
+
+
+def _blocks(gen, b=2, n=3, n_in=4, n_out=5, m=3):
+    """Weight-node feature blocks [m_j, w_ij, x_i] as MPLP.step builds them (broadcastable, not expanded)."""
+    return [
+        torch.randn(b, n, 1, n_out, m, generator=gen, dtype=torch.double),
+        torch.randn(b, 1, n_in, n_out, 1, generator=gen, dtype=torch.double),
+        torch.randn(b, n, n_in, 1, 1, generator=gen, dtype=torch.double),
+    ]
+
+
+def _cat(parts):
+    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+
+
+@pytest.mark.parametrize("learner", ["gru", "mlp"])
+def test_separable_learner_equals_the_learner_on_concatenated_features_with_gradients(learner, gen):
+    torch.manual_seed(0)
+    net = (GRULearner(5, 4, hidden=6) if learner == "gru" else MLPLearner(5, 4)).double()
+    parts = [p.requires_grad_(True) for p in _blocks(gen)]
+    state = torch.randn(2, 4, 5, 6, generator=gen, dtype=torch.double) if learner == "gru" else None
+    fast, fast_state = net.forward_parts(parts, state)
+    ref, ref_state = net(_cat(parts), state)
+    torch.testing.assert_close(fast, ref)
+    if learner == "gru":
+        torch.testing.assert_close(fast_state, ref_state)
+    weights = list(net.parameters()) + parts
+    g_fast = torch.autograd.grad((fast * torch.arange(4.0, dtype=fast.dtype)).sum(), weights)
+    g_ref = torch.autograd.grad((ref * torch.arange(4.0, dtype=ref.dtype)).sum(), weights)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_standardizer_on_blocks_gathers_the_statistics_of_the_concatenated_features(gen):
+    parts = _blocks(gen)
+    blocks, whole = Standardizer(5).double(), Standardizer(5).double()
+    blocks.calibrating = whole.calibrating = True
+    out_blocks = blocks.forward_parts(parts)
+    out_whole = whole(_cat(parts))
+    for name in ("total", "total_sq", "count"):
+        torch.testing.assert_close(getattr(blocks, name), getattr(whole, name))
+    torch.testing.assert_close(_cat(out_blocks), out_whole)
+
+
+@pytest.mark.parametrize("shape", [(7, 80), (40, 7)])
+def test_dense_layer_matches_linear_and_its_gradients(shape, gen):
+    n_in, n_out = shape
+    lin = torch.nn.Linear(n_in, n_out).double()
+    x = torch.randn(3, 5, n_in, generator=gen, dtype=torch.double, requires_grad=True)
+    ours, ref = _dense(x, lin.weight, lin.bias), lin(x)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn(ours.shape, generator=gen, dtype=torch.double)
+    for a, b in zip(torch.autograd.grad(ours, [x, lin.weight], g), torch.autograd.grad(ref, [x, lin.weight], g)):
+        torch.testing.assert_close(a, b)

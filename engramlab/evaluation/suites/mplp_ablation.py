@@ -22,7 +22,7 @@ from engramlab.rules.mplp.tasks import SinusoidSource
 log = logging.getLogger(__name__)
 SIZES = (1, 20, 20, 1)
 # Outer step count not readable from the paper/notebooks: FULL's is our choice (Adam 1e-4 as in NOTES).
-QUICK = {"outer_steps": 30, "outer_lr": 1e-3, "test_tasks": 100, "max_seconds": None}
+QUICK = {"outer_steps": 100, "outer_lr": 1e-3, "test_tasks": 100, "max_seconds": None}
 FULL = {"outer_steps": 20000, "outer_lr": 1e-4, "test_tasks": 500, "max_seconds": None}
 VARIANTS = [
     ("message", 1, "layer"),

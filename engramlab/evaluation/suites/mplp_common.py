@@ -13,8 +13,10 @@ from engramlab.rules.mplp.meta import baseline_curves, tune_lr
 
 log = logging.getLogger(__name__)
 
-SGD_GRID = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
-ADAM_GRID = [0.001, 0.003, 0.01, 0.03, 0.1]
+# Widened after the first runs picked SGD lr 1 (then the grid's top) on MNIST: both grids now reach past the
+# best values seen, and a best lr at a grid edge is logged and flagged in the result (``at_edge``).
+SGD_GRID = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+ADAM_GRID = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 
 
 def evaluate_curves(fn: Callable, source, batches: int) -> tuple[Tensor, Tensor | None]:
@@ -36,6 +38,9 @@ def tuned_baselines(
     for method, grid in (("sgd", SGD_GRID), ("adam", ADAM_GRID)):
         best, scores = tune_lr(val_source, sizes, method, grid, activation, loss, batches=val_batches)
         log.info("%s lr grid %s -> %s", method, scores, best)
+        if best in (min(grid), max(grid)):
+            log.warning("%s: the best lr %g is at the edge of the grid %s", method, best, grid)
+            scores = {**scores, "at_edge": best}
         curves = evaluate_curves(
             lambda b, m=method, lr=best: baseline_curves(b, sizes, m, lr, activation, loss), test_source, batches
         )
