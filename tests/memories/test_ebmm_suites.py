@@ -71,7 +71,7 @@ def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data)
     monkeypatch.setattr(suite, "QUICK", tiny)
     run_suite("ebmm-omniglot", quick=True, out_root=tmp_path, progress=False)
     data = json.loads(next((tmp_path / "ebmm-omniglot").glob("*.json")).read_text())
-    assert {"ebmm-conv", "ebmm-fc", "modern", "modern-hopfield-learned"} <= {r["model"] for r in data["rows"]}
+    assert {"ebmm-conv", "ebmm-fc", "modern", "modern-hopfield-learned", "dkm"} <= {r["model"] for r in data["rows"]}
     assert "transfer_mnist" in data["extra"]
 
 

@@ -57,6 +57,26 @@ def evaluate(
     return summarize({"sq_error": torch.cat(sq), "hamming": torch.cat(ham)})
 
 
+class ClampedReads:
+    """A memory whose reads are projected onto the data range [low, high] (for ``evaluate``), e.g. a DKM
+    with a Gaussian likelihood, whose mean read is unbounded; EBMM's own read projects likewise (App. A.1)."""
+
+    def __init__(self, memory: Memory, low: float, high: float):
+        self.memory, self.low, self.high = memory, low, high
+
+    def eval(self) -> None:
+        self.memory.eval()
+
+    def train(self) -> None:
+        self.memory.train()
+
+    def write(self, episode: torch.Tensor) -> Any:
+        return self.memory.write(episode)
+
+    def read(self, query: torch.Tensor, state: Any) -> torch.Tensor:
+        return self.memory.read(query, state).clamp(self.low, self.high)
+
+
 def _meta_step(memory: Memory, batch: EpisodeBatch) -> None:
     loss, _ = memory.loss(batch)
     loss.backward()

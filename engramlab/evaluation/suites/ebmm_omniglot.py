@@ -7,8 +7,9 @@ the same queries: each stored image with one random block replaced by N(0, 1) no
 writable parameters); the learned modern Hopfield is meta-trained with the same budget; the plain
 modern store keeps T·D floats and the classical rules D(D−1)/2 (on 2x − 1 images): a verbatim store
 "fits" the EBMM budget only where its floats ≤ the largest EBMM's (column ``fits_budget``). The
-trained EBMM-conv (largest) is also read on MNIST test episodes (transfer). The DKM point waits for
-the Kanerva issue. Paper numbers: placeholders (None), not readable in our copy.
+trained EBMM-conv (largest) is also read on MNIST test episodes (transfer). The DKM (Kanerva family)
+is trained with the same episodes and budget and read at its own memory_floats(). Paper numbers:
+placeholders (None), not readable in our copy.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import logging
 
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
-from engramlab.evaluation.suites.ebmm_common import PAPER_TRAIN, evaluate, meta_train, query_error, speed
+from engramlab.evaluation.suites.ebmm_common import (
+    PAPER_TRAIN,
+    ClampedReads,
+    evaluate,
+    meta_train,
+    query_error,
+    speed,
+)
 from engramlab.memories.base import build_memory
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,7 @@ QUICK = {
     "conv": {"dynamic_size": [2, 8], "channels": 16, "hidden_size": 32},
     "fc": {"dynamic_size": [32], "channels": 16, "hidden_size": 128},
     "ebmm": {"write_steps": 2, "read_steps": 3, "write_lr": 0.1, "read_gamma": 0.5},
+    "dkm": {"likelihood": "gaussian"},
     "train": {"lr": 1e-3},
 }
 FULL = {
@@ -44,6 +53,7 @@ FULL = {
     "conv": {"dynamic_size": [2, 4, 8, 16, 32]},
     "fc": {"dynamic_size": [16, 32, 64, 128, 256]},
     "ebmm": {"write_steps": 5, "read_steps": 5},
+    "dkm": {"likelihood": "gaussian"},
     "train": dict(PAPER_TRAIN),
 }
 
@@ -95,6 +105,19 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
             **train,
         }
     )
+    # DKM (Kanerva family): same training episodes, same number of updates and optimiser settings as EBMM;
+    # Gaussian likelihood (grey-level images); its mean read projected onto [0, 1] like EBMM's read.
+    dkm = build_memory("dkm", shape, **budget["dkm"])
+    train = meta_train(dkm, train_source, ctx, budget["steps"], **budget["train"])
+    rows.append(
+        {
+            "model": "dkm",
+            "memory_floats": dkm.memory_floats(episode_length=budget["T"]),
+            **evaluate(ClampedReads(dkm, 0.0, 1.0), test, ctx.device),
+            **train,
+        }
+    )
+    log.info("ebmm-omniglot: dkm done")
     for label, name, fields, signed in BASELINES:
         baseline = build_memory(name, shape, **fields).to(ctx.device)
         rows.append(
@@ -179,7 +202,10 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
             f"fits_budget: memory floats ≤ {budget_floats} (the largest EBMM here). Classical rules store "
             "D(D−1)/2 floats and the modern store T·D: compare them with that in mind.",
             f"Omniglot→MNIST transfer (EBMM-conv trained on Omniglot, read on MNIST): {transfer}.",
-            "DKM point: not yet (waits for the Kanerva issue). Paper column: None (not readable).",
+            "DKM: registered 'dkm' (TSM-ResNet18 coders, K = 32 slots × C = 64 code: R and the symmetric U = "
+            f"{dkm.memory_floats(episode_length=budget['T'])} floats), Gaussian likelihood, trained with the same "
+            "episodes, updates and optimiser settings as EBMM; its reads are projected onto [0, 1]. "
+            "Paper column: None (not readable).",
         ],
         title="ebmm-omniglot: squared error vs memory floats (32×32 Omniglot, random Gaussian block)",
     )
