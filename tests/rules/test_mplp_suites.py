@@ -33,3 +33,15 @@ def test_ablation_suite_runs_each_variant_on_the_same_tasks(tmp_path, monkeypatc
     result = mplp_ablation.mplp_ablation(_ctx(tmp_path, "mplp-ablation"))
     assert [r["model"] for r in result.rows] == ["msg 1, sharing layer", "msg 4, sharing all"]
     assert result.rows[0]["loss@0"] == pytest.approx(result.rows[1]["loss@0"])  # same tasks, same initial nets
+
+
+def test_tuned_baselines_flag_a_best_learning_rate_on_the_grid_edge(monkeypatch):
+    from engramlab.evaluation.suites import mplp_common
+    from engramlab.rules.mplp.tasks import SinusoidSource
+
+    monkeypatch.setattr(mplp_common, "SGD_GRID", [1e-6, 1e-5])  # both far too small: the largest must win
+    monkeypatch.setattr(mplp_common, "ADAM_GRID", [1e-3])
+    val, test = SinusoidSource(2, 5, 8, split="val"), SinusoidSource(2, 5, 8, split="test")
+    out = mplp_common.tuned_baselines(val, test, (1, 8, 1), "relu", "mse", batches=1, val_batches=1)
+    (sgd,) = [v for k, v in out.items() if k.startswith("SGD")]
+    assert sgd[2] == 1e-5 and sgd[3]["at_edge"] == 1e-5
