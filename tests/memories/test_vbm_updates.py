@@ -164,7 +164,7 @@ def test_kmeans_pp_matches_sklearn_seeding_statistics(gen):
     with one local trial (the plain algorithm), within Monte Carlo error."""
     x = np.random.default_rng(0).normal(size=(40, 2)) * np.array([1.0, 3.0])
     x[:10] += 8.0
-    h, runs = 3, 3000
+    h, runs = 3, 1000
 
     def potential(centres):
         return ((x[:, None, :] - centres[None]) ** 2).sum(-1).min(1).sum()
