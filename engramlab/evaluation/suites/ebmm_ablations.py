@@ -39,7 +39,7 @@ QUICK = {
     "T": 8,
     "flip": 0.15,
     "batch_size": 8,
-    "steps": 400,
+    "steps": 120,
     "test_batches": 4,
     "ebmm": {
         "hidden_size": 64,
@@ -53,7 +53,7 @@ QUICK = {
 }
 QUICK_DEVIATIONS = (
     "Quick preset deviations from papers/000 (named): 32-bit strings, T = 8, 15% flips, hidden 64, 3 hops, "
-    "400 meta-steps, AdamW lr 1e-2 (not 5e-5), clip 1.0 (not 0.05), initial write rates [1, 1, 0.1] for the "
+    "120 meta-steps, AdamW lr 1e-2 (not 5e-5), clip 1.0 (not 0.05), initial write rates [1, 1, 0.1] for the "
     "energy, gradient and prior terms (not 1e-4), as in ebmm-strings --quick."
 )
 FULL = {
