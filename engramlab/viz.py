@@ -261,6 +261,47 @@ def plot_curves(
     return _save(fig, path)
 
 
+def plot_bars(
+    labels: Sequence[str],
+    means: Sequence[float],
+    cis: Sequence[float | None] | None,
+    path: Path | str,
+    xlabel: str,
+    reference: tuple[float, str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Save a horizontal bar chart with 95% confidence intervals, e.g. one metric per ablation variant.
+
+    Args:
+        labels: (P,) bar names, drawn top to bottom.
+        means: (P,) bar lengths.
+        cis: (P,) half-widths of the intervals (None entries: no error bar), or None for no error bars.
+        path: the PNG to write.
+        xlabel: the metric's axis label.
+        reference: an (x, label) drawn as a dashed vertical line, e.g. the query's own error.
+        title: figure title.
+    """
+    if not labels:
+        raise BadInput("plot_bars: no bars to plot")
+    if len(means) != len(labels) or (cis is not None and len(cis) != len(labels)):
+        raise BadInput(f"plot_bars: {len(labels)} labels but {len(means)} means / {len(cis or [])} intervals")
+    mean = _to_array(means)
+    err = None if cis is None else np.nan_to_num(_to_array([float("nan") if c is None else c for c in cis]), nan=0.0)
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.35 * len(labels)))
+    ys = np.arange(len(labels))
+    ax.barh(ys, mean, xerr=err, color="tab:blue", alpha=0.8, capsize=3)
+    ax.set_yticks(ys, labels=list(labels), fontsize=8)
+    ax.invert_yaxis()
+    if reference is not None:
+        ax.axvline(reference[0], color="k", linestyle="--", linewidth=1, label=reference[1])
+        ax.legend(fontsize=8)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
 _NOT_CURVES = {"step", "wall", "episodes_per_s", "lr"}
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engramlab.errors import BadInput, DataError
-from engramlab.viz import image_grid, plot_curves, plot_training_log, to_images
+from engramlab.viz import image_grid, plot_bars, plot_curves, plot_training_log, to_images
 
 
 def read_png(path):
@@ -68,3 +68,16 @@ def test_plot_training_log_reads_csv_with_validation_gaps(tmp_path):
 def test_plot_training_log_missing_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         plot_training_log(tmp_path / "nope.csv", tmp_path / "x.png")
+
+
+def test_plot_bars_with_intervals_and_reference_line(tmp_path):
+    path = plot_bars(["base", "ablated", "no ci"], [0.1, 0.2, 0.15], [0.01, 0.02, None], tmp_path / "b.png",
+                     "error", reference=(0.12, "query"), title="t")  # fmt: skip
+    assert mpimg.imread(path).ndim == 3
+
+
+def test_plot_bars_rejects_length_mismatch_and_no_bars(tmp_path):
+    with pytest.raises(BadInput, match="2 labels but 3 means"):
+        plot_bars(["a", "b"], [1.0, 2.0, 3.0], None, tmp_path / "b.png", "x")
+    with pytest.raises(BadInput, match="no bars"):
+        plot_bars([], [], None, tmp_path / "b.png", "x")

@@ -54,6 +54,7 @@ def test_ablations_suite_trains_every_variant_with_the_same_budget(tmp_path, mon
     data = json.loads(next((tmp_path / "ebmm-ablations").glob("*.json")).read_text())
     trained = [r for r in data["rows"] if r["variant"] != "query (no read)"]
     assert len(trained) == len(suite.VARIANTS) and {r["train_steps"] for r in trained} == {1}
+    assert data["figures"] == ["quick-hamming-by-variant.png"]
 
 
 @pytest.mark.slow

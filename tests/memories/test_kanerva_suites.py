@@ -33,6 +33,7 @@ def speed_record(tmp_path_factory):
 def test_speed_suite_writes_a_table_with_the_dkm_over_kpp_ratio(speed_record):
     assert {r["model"] for r in speed_record["rows"]} == {"kanerva++", "dkm"}
     assert all(r["dkm_over_kpp"] > 0 for r in speed_record["rows"] if r["model"] == "dkm")
+    assert speed_record["figures"] == ["quick-step-ms-vs-T.png", "quick-step-ms-vs-memory.png"]
 
 
 def test_speed_suite_profile_splits_each_model_into_encoder_write_read_decoder_shares(speed_record):

@@ -45,3 +45,19 @@ def test_tuned_baselines_flag_a_best_learning_rate_on_the_grid_edge(monkeypatch)
     out = mplp_common.tuned_baselines(val, test, (1, 8, 1), "relu", "mse", batches=1, val_batches=1)
     (sgd,) = [v for k, v in out.items() if k.startswith("SGD")]
     assert sgd[2] == 1e-5 and sgd[3]["at_edge"] == 1e-5
+
+
+def test_mplp_ebmm_suite_compares_both_rules_and_the_query_on_the_same_episodes(tmp_path, monkeypatch):
+    import json
+
+    from engramlab.evaluation.bench import run_suite
+    from engramlab.evaluation.suites import mplp_ebmm
+
+    tiny = {"hidden_size": 80, "hops": 2, "write_steps": 1, "read_steps": 2}
+    monkeypatch.setattr(mplp_ebmm, "QUICK", {**mplp_ebmm.QUICK, "T": [4], "steps": 1, "test_batches": 1, "ebmm": tiny})
+    run_suite("mplp-ebmm", quick=True, out_root=tmp_path, progress=False)
+    data = json.loads(next((tmp_path / "mplp-ebmm").glob("*.json")).read_text())
+    assert [r["write_rule"] for r in data["rows"]] == ["query (no read)", "gradient", "mplp"]
+    assert data["rows"][1]["memory_floats"] == data["rows"][2]["memory_floats"]
+    assert {r["train_steps"] for r in data["rows"][1:]} == {1}
+    assert data["figures"] == ["quick-hamming-by-rule.png"]

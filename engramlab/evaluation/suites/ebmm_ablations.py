@@ -16,6 +16,7 @@ from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites.ebmm_common import PAPER_TRAIN, evaluate, meta_train, query_error
 from engramlab.memories.base import build_memory
+from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,20 @@ def source(budget: dict, split: str, seed: int) -> EpisodeSource:
     return EpisodeSource(config, split, seed)
 
 
+def plot(rows: list[dict], path) -> None:
+    """Hamming error per variant with its 95% CI; the query's own error as a dashed line."""
+    query, variants = rows[0], rows[1:]
+    plot_bars(
+        [r["variant"] for r in variants],
+        [r["hamming"] for r in variants],
+        [r["hamming_ci"] for r in variants],
+        path,
+        "Hamming error after reading (lower is better)",
+        reference=(query["hamming"], "query (no read)"),
+        title="EBMM ablations",
+    )
+
+
 @register_suite("ebmm-ablations", "EBMM ablations: write/read steps, α/β terms, step-wise loss, meta-gradient order")
 def ebmm_ablations(ctx: BenchContext) -> BenchResult:
     budget = QUICK if ctx.quick else FULL
@@ -93,6 +108,7 @@ def ebmm_ablations(ctx: BenchContext) -> BenchResult:
     base = rows[1]["hamming"]
     for r in rows:
         r["vs_base"] = r["hamming"] - base
+    plot(rows, ctx.figure_path("hamming-by-variant"))
     return BenchResult(
         rows=rows,
         columns=["variant", "hamming", "hamming_ci", "vs_base", "sq_error", "sq_error_ci", "train_seconds"],

@@ -29,6 +29,7 @@ from engramlab.evaluation.suites.kanerva_common import (
 from engramlab.evaluation.suites.kanerva_likelihood import FULL as LIK_FULL
 from engramlab.evaluation.suites.kanerva_likelihood import QUICK as LIK_QUICK
 from engramlab.memories.kanerva.kpp import KanervaPlus
+from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,18 @@ QUICK = {"datasets": ["binarized-omniglot"], "seeds": 1, **{k: LIK_QUICK[k] for 
          ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
 FULL = {"datasets": ["binarized-omniglot", "binarized-mnist"], "seeds": 5, **{k: LIK_FULL[k] for k in
         ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
+
+
+def plot(rows: list[dict[str, Any]], path) -> None:
+    """Negative conditional ELBO per dataset, writer and seed, with its 95% CI over test episodes."""
+    plot_bars(
+        [f"{r['dataset']}: {r['writer']} (seed {r['seed']})" for r in rows],
+        [r["nll_cond"] for r in rows],
+        [r["nll_cond_ci"] for r in rows],
+        path,
+        "negative test conditional ELBO, nats/image (lower is better)",
+        title="Kanerva++ block reads vs dense writer",
+    )
 
 
 @register_suite("kanerva-ablation", "Kanerva++ block reads vs the dense-writer ablation (binarized Omniglot)")
@@ -100,6 +113,8 @@ def kanerva_ablation(ctx: BenchContext) -> BenchResult:
             "prior gets no per-frame information through the keys."
         )
     notes.append("Same test episodes for both writers; weights selected on validation; one ELBO sample.")
+    if rows:
+        plot(rows, ctx.figure_path("nll-by-writer"))
     return BenchResult(
         rows=rows,
         columns=["dataset", "seed", "model", "writer", "nll_cond", "nll_cond_ci", "kl_z", "kl_y", "key_spread",

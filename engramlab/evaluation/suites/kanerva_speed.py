@@ -24,6 +24,7 @@ from engramlab.memories.base import build_memory
 from engramlab.memories.kanerva.coders import split_gaussian
 from engramlab.memories.kanerva.kpp import KanervaPlus
 from engramlab.nn.matrix_normal import rsample
+from engramlab.viz import plot_curves
 
 QUICK = {"batch_size": 4, "lengths": [8, 16, 32], "base_length": 16, "kpp_sizes": [16, 32, 64],
          "dkm_slots": [16, 32, 64], "warmup": 2, "timed": 6, "models": LIK_QUICK}  # fmt: skip
@@ -130,6 +131,19 @@ def _explain(profiles: dict[str, dict[str, float]]) -> str:
     )
 
 
+def plot(rows: list[dict[str, Any]], figure_path) -> None:
+    """Step time vs episode length T and vs memory floats, one curve per model (95% CI bands)."""
+    for sweep, x_key, xlabel in (("T", "T", "episode length T"), ("memory", "memory_floats", "memory floats")):
+        curves = {}
+        for name in ("kanerva++", "dkm"):
+            mine = [r for r in rows if r["sweep"] == sweep and r["model"] == name]
+            if mine:
+                curves[name] = ([r["step_ms"] for r in mine], [r["step_ms_ci"] for r in mine], [r[x_key] for r in mine])
+        if curves:
+            plot_curves(None, curves, figure_path(f"step-ms-vs-{sweep}"), xlabel, "training step (ms)",
+                        logx=sweep == "memory", title=f"kanerva-speed: step time vs {xlabel}")  # fmt: skip
+
+
 @register_suite("kanerva-speed", "Kanerva++ vs DKM training-step time, scaling with episode length and memory size")
 def kanerva_speed(ctx: BenchContext) -> BenchResult:
     cfg = QUICK if ctx.quick else FULL
@@ -166,6 +180,7 @@ def kanerva_speed(ctx: BenchContext) -> BenchResult:
                         and r["T"] == row["T"] and rows.index(r) == rows.index(row) - 1)  # fmt: skip
             row["dkm_over_kpp"] = row["step_ms"] / twin["step_ms"]
             ratios[f"{row['sweep']}:T={row['T']},floats={row['memory_floats']}"] = row["dkm_over_kpp"]
+    plot(rows, ctx.figure_path)
     notes = [
         "step = forward + backward + Adam update on the same episodes, batch "
         f"{cfg['batch_size']}; mean ± 95% CI over {cfg['timed']} timed steps after {cfg['warmup']} warm-up steps.",

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
-from engramlab.evaluation.suites.ebmm_common import evaluate, meta_train
+from engramlab.evaluation.suites.ebmm_common import evaluate, meta_train, query_error
 from engramlab.evaluation.suites.ebmm_strings import DIM, source
 from engramlab.evaluation.suites.ebmm_strings import FULL as STRINGS_FULL
 from engramlab.evaluation.suites.ebmm_strings import QUICK as STRINGS_QUICK
 from engramlab.memories.base import build_memory
+from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
 # One meta-step of the MPLP-written EBMM costs ~4x the gradient-written one on CPU (every writable float runs
@@ -29,12 +30,25 @@ FULL = dict(STRINGS_FULL)
 RULES = [("gradient", {}), ("mplp", {"write_rule_options": {"learner": "mlp"}})]
 
 
+def plot(rows: list[dict], path) -> None:
+    """Hamming error per write rule and T with its 95% CI (the query's own error is a bar too)."""
+    plot_bars(
+        [f"{r['write_rule']} (T={r['T']})" for r in rows],
+        [r["hamming"] for r in rows],
+        [r["hamming_ci"] for r in rows],
+        path,
+        "Hamming error after reading (lower is better)",
+        title="EBMM written by MPLP vs the gradient rule",
+    )
+
+
 @register_suite("mplp-ebmm", "EBMM on 128-bit strings written by the MPLP rule vs the gradient rule (equal steps/size)")
 def mplp_ebmm(ctx: BenchContext) -> BenchResult:
     budget = QUICK if ctx.quick else FULL
     rows = []
     for T in budget["T"]:
         test = source(T, budget["batch_size"], "test", ctx.seed).fixed_batches(budget["test_batches"])
+        rows.append({"write_rule": "query (no read)", "T": T, **query_error(test)})
         for rule, fields in RULES:
             memory = build_memory("ebmm-strings", (DIM,), **budget["ebmm"], write_rule=rule, **fields)
             train = meta_train(
@@ -52,6 +66,7 @@ def mplp_ebmm(ctx: BenchContext) -> BenchResult:
                 }
             )
             log.info("mplp-ebmm: T=%d %s done", T, rule)
+    plot(rows, ctx.figure_path("hamming-by-rule"))
     return BenchResult(
         rows=rows,
         columns=[
