@@ -59,6 +59,10 @@ class EBMMConfig(MemoryConfig):
         learn_read_steps: meta-learn γ(1), η, ψ, ζ (False: the fixed schedule of papers/001).
         loss: "mse" or "ssim+mse". loss_steps: "all" (step-wise, A.4) or "final".
         first_order: first-order meta-gradient through the write.
+        memory_bias_init: initial value of the biases of the writable ``memory`` layers (θ̄'s bias).
+            App. D gives He initialisation for the weights only; 0 is the usual bias init. A nonzero
+            value puts tanh'(b + Wx) off its even point, so ∂E/∂(memory output) depends on the sign
+            of W̄x and the energy-term write gains a Hebbian part (used by the ebmm-strings quick preset).
     """
 
     dynamic_size: int | None = None
@@ -81,6 +85,7 @@ class EBMMConfig(MemoryConfig):
     loss: str = "mse"
     loss_steps: str = "all"
     first_order: bool = False
+    memory_bias_init: float = 0.0
 
     def __post_init__(self) -> None:
         if self.read not in ("gradient", "decoder"):
@@ -111,6 +116,12 @@ class EBMM(Memory):
         super().__init__(config, pattern_shape)
         self.energy_net = self.build_energy(config, self.pattern_shape)
         names = self.energy_net.memory_names()
+        if config.memory_bias_init:
+            params = dict(self.energy_net.named_parameters())
+            with torch.no_grad():
+                for name in names:
+                    if name.endswith("bias"):
+                        params[name].fill_(config.memory_bias_init)
         options = dict(config.write_rule_options)
         options.setdefault("lr" if config.write_rule == "maml" else "lr_init", config.write_lr)
         if config.write_rule in ("gradient", "maml"):
