@@ -45,6 +45,15 @@ def test_only_modules_named_memory_are_writable():
     assert mem.memory_floats() == 2 * (8 * 64 * 9 + 8)
 
 
+def test_memory_bias_init_sets_only_the_writable_biases():
+    mem = build_memory("ebmm-conv", pattern_shape=(1, 32, 32), memory_bias_init=2.0)
+    for name, param in mem.energy_net.named_parameters():
+        if name.endswith("bias"):
+            expected = 2.0 if name in mem.energy_net.memory_names() else 0.0
+            assert torch.all(param == expected), name
+    assert mem.memory_floats() == build_memory("ebmm-conv", pattern_shape=(1, 32, 32)).memory_floats()
+
+
 def test_conv_memory_size_grows_with_dynamic_size():
     small = build_memory("ebmm-conv", pattern_shape=(1, 32, 32), dynamic_size=4, hidden_size=16)
     large = build_memory("ebmm-conv", pattern_shape=(1, 32, 32), dynamic_size=16, hidden_size=16)
