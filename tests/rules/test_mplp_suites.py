@@ -54,6 +54,7 @@ def test_mplp_ebmm_suite_compares_both_rules_and_the_query_on_the_same_episodes(
     from engramlab.evaluation.suites import mplp_ebmm
 
     tiny = {"hidden_size": 80, "hops": 2, "write_steps": 1, "read_steps": 2}
+    tiny = {**mplp_ebmm.QUICK["ebmm"], **tiny}  # the preset's own write options too
     monkeypatch.setattr(mplp_ebmm, "QUICK", {**mplp_ebmm.QUICK, "T": [4], "steps": 1, "test_batches": 1, "ebmm": tiny})
     run_suite("mplp-ebmm", quick=True, out_root=tmp_path, progress=False)
     data = json.loads(next((tmp_path / "mplp-ebmm").glob("*.json")).read_text())

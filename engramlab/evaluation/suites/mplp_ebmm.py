@@ -6,7 +6,8 @@ budget with the shared Trainer (ebmm_common.meta_train) and the same seeded trai
 128-bit ±1 strings read back from queries with 10% flipped bits. Only the write rule differs: the
 meta-learned per-layer/per-term gradient rates ("gradient") or the learned per-synapse MPLP update rule
 on gradient messages ("mplp", engramlab/rules/mplp/write_rule.py). Hamming error ± 95% CI over episodes.
-The quick budget is ebmm-strings' quick settings (hidden 128, 3 write steps, AdamW 1e-3) with 60 meta-steps.
+The quick budget is ebmm-strings' quick settings (its QUICK dict: hidden 128, 3 write steps, 5 read steps, γ(1) = 10,
+memory-layer bias 2, AdamW 3e-3, clip 1) at T = 16 with 300 meta-steps for both rules.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from engramlab.memories.base import build_memory
 from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
-# One meta-step of the MPLP-written EBMM costs ~4x the gradient-written one on CPU (every writable float runs
-# through the learner, second order) and the 2 CPU cores are shared: the quick budget cuts ebmm-strings' 300 steps
-# to 60 for BOTH rules (a smoke-level comparison; the full preset is the paper's budget).
-QUICK = {**STRINGS_QUICK, "T": [16], "steps": 60}
+# One meta-step of the MPLP-written EBMM costs 2.4x (quick run) to ~4x the gradient-written one on CPU (every
+# writable float runs through the learner, second order): the quick budget cuts ebmm-strings' 800 quick steps to 300
+# for BOTH rules (where the gradient-written EBMM has just started to read below the query; full = paper's budget).
+QUICK = {**STRINGS_QUICK, "T": [16], "steps": 300}
 FULL = dict(STRINGS_FULL)
 RULES = [("gradient", {}), ("mplp", {"write_rule_options": {"learner": "mlp"}})]
 
@@ -50,7 +51,7 @@ def mplp_ebmm(ctx: BenchContext) -> BenchResult:
         test = source(T, budget["batch_size"], "test", ctx.seed).fixed_batches(budget["test_batches"])
         rows.append({"write_rule": "query (no read)", "T": T, **query_error(test)})
         for rule, fields in RULES:
-            memory = build_memory("ebmm-strings", (DIM,), **budget["ebmm"], write_rule=rule, **fields)
+            memory = build_memory("ebmm-strings", (DIM,), **{**budget["ebmm"], **fields}, write_rule=rule)
             train = meta_train(
                 memory, source(T, budget["batch_size"], "train", ctx.seed), ctx, budget["steps"], **budget["train"]
             )
