@@ -27,7 +27,7 @@ import torch
 
 from engramlab.episodes.pipeline import EpisodeSource
 from engramlab.evaluation.bench import markdown_table
-from engramlab.evaluation.evaluate import retrieval_metrics
+from engramlab.evaluation.evaluate import evaluate_memory
 from engramlab.evaluation.metrics import mean_ci, squared_error
 from engramlab.memories import build_memory
 from engramlab.training import Experiment, train
@@ -45,16 +45,10 @@ BASELINES = [
 
 
 def _row(name: str, memory, batches, T: int, note: str) -> dict:
-    metrics: dict[str, list[torch.Tensor]] = {}
-    for batch in batches:
-        for key, value in retrieval_metrics(memory, batch).items():
-            metrics.setdefault(key, []).append(value)
-    row: dict = {"memory": name, "memory_floats": memory.memory_floats(episode_length=T)}
-    for key in ("squared_error", "retrieval_accuracy"):
-        mean, ci = mean_ci(torch.cat(metrics[key]))
-        row[key], row[f"{key}_ci"] = float(mean), float(ci)
-    row["note"] = note
-    return row
+    metrics = evaluate_memory(memory, batches, losses=False)
+    keys = ("squared_error", "squared_error_ci", "retrieval_accuracy", "retrieval_accuracy_ci")
+    return {"memory": name, "memory_floats": memory.memory_floats(episode_length=T), **{k: metrics[k] for k in keys},
+            "note": note}  # fmt: skip
 
 
 def run_demo(out: Path, seconds: float = 110.0, device: str | torch.device = "cpu", progress: bool = True) -> dict:

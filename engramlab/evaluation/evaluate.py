@@ -41,8 +41,11 @@ def retrieval_metrics(memory: Memory, batch: EpisodeBatch) -> dict[str, Tensor]:
     return out
 
 
-def evaluate_memory(memory: Memory, batches: Iterable[EpisodeBatch], device: torch.device | str = "cpu") -> dict:
-    """Mean and 95% CI over all episodes of ``batches`` of the retrieval metrics and of the loss logs."""
+def evaluate_memory(
+    memory: Memory, batches: Iterable[EpisodeBatch], device: torch.device | str = "cpu", losses: bool = True
+) -> dict:
+    """Mean and 95% CI over all episodes of ``batches`` of the retrieval metrics and (``losses``) of the
+    loss logs; ``losses=False`` also serves memories without a training loss (classical Hopfield)."""
     memory.eval()
     per_episode: dict[str, list[Tensor]] = {}
     logs: dict[str, list[float]] = {}
@@ -51,6 +54,8 @@ def evaluate_memory(memory: Memory, batches: Iterable[EpisodeBatch], device: tor
         if batch.queries is not None:
             for key, value in retrieval_metrics(memory, batch).items():
                 per_episode.setdefault(key, []).append(value.cpu())
+        if not losses:
+            continue
         with torch.enable_grad() if _needs_grad(memory) else torch.no_grad():
             _, batch_logs = memory.loss(batch)
         for key, value in batch_logs.items():
