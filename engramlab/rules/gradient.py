@@ -41,14 +41,22 @@ def term_gradients(
         if not terms[:, j].requires_grad:
             out.append((None,) * len(names))
             continue
-        grads = torch.autograd.grad(
-            terms[:, j].sum(), [fast[n] for n in names], create_graph=create_graph, retain_graph=True, allow_unused=True
-        )
-        for n, g in zip(names, grads):
-            if g is not None and not torch.isfinite(g).all():
-                raise NumericalError(f"write rule: gradient of loss term {j} w.r.t. '{n}' is not finite")
-        out.append(grads)
+        out.append(finite_grads(terms[:, j].sum(), names, fast, create_graph, f"loss term {j}"))
     return out
+
+
+def finite_grads(
+    loss: Tensor, names: list[str], fast: FastParams, create_graph: bool, what: str
+) -> tuple[Tensor | None, ...]:
+    """∇ of the scalar ``loss`` w.r.t. ``fast[n]`` for ``names`` (None where unused); NumericalError naming
+    ``what`` and the tensor if a gradient is not finite."""
+    grads = torch.autograd.grad(
+        loss, [fast[n] for n in names], create_graph=create_graph, retain_graph=True, allow_unused=True
+    )
+    for n, g in zip(names, grads):
+        if g is not None and not torch.isfinite(g).all():
+            raise NumericalError(f"write rule: gradient of {what} w.r.t. '{n}' is not finite")
+    return grads
 
 
 def ready(fast: FastParams) -> FastParams:
@@ -128,12 +136,7 @@ class GradientRule(WriteRule):
         out = {}
         for layer in range(len(self.layers)):
             names = [n for n in fast if self.layer_of[n] == layer]
-            total = (terms * rates[layer]).sum()
-            grads = torch.autograd.grad(
-                total, [fast[n] for n in names], create_graph=True, retain_graph=True, allow_unused=True
-            )
+            grads = finite_grads((terms * rates[layer]).sum(), names, fast, True, "the writing loss")
             for n, g in zip(names, grads):
-                if g is not None and not torch.isfinite(g).all():
-                    raise NumericalError(f"write rule: gradient of the writing loss w.r.t. '{n}' is not finite")
                 out[n] = g if g is not None else torch.zeros_like(fast[n])
         return out

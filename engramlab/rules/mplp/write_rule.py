@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from engramlab.errors import BadConfig, NumericalError
 from engramlab.rules.base import FastParams, Objective, WriteRule, register_rule
+from engramlab.rules.gradient import ready, term_gradients
 from engramlab.rules.mplp.protocol import GRULearner, MLPLearner, OutputScaler, Standardizer
 
 
@@ -83,22 +84,13 @@ class MPLPWriteRule(WriteRule):
         state = {n: self.learner.init_state(fast[n].shape, fast[n]) for n in self.names}
         try:
             with torch.enable_grad():
-                fast = {n: t if t.requires_grad else t.detach().clone().requires_grad_(True) for n, t in fast.items()}
+                fast = ready(fast)
                 for _ in range(self.steps):
                     terms = objective(fast, episode)
                     terms = terms.unsqueeze(1) if terms.dim() == 1 else terms
                     if terms.shape[1] != self.terms:
                         raise BadConfig(f"mplp rule expects {self.terms} loss terms, objective gave {terms.shape[1]}")
-                    grads = [
-                        torch.autograd.grad(
-                            terms[:, j].sum(),
-                            [fast[n] for n in self.names],
-                            create_graph=create,
-                            retain_graph=True,
-                            allow_unused=True,
-                        )
-                        for j in range(self.terms)
-                    ]
+                    grads = term_gradients(terms, self.names, fast, create)
                     new = dict(fast)
                     for i, n in enumerate(self.names):
                         w = fast[n]
