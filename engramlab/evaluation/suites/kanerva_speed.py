@@ -174,12 +174,9 @@ def kanerva_speed(ctx: BenchContext) -> BenchResult:
         model = build_memory(name, shape, **fields).to(ctx.device).train()
         profiles[f"{name}@T={cfg['base_length']}"] = _profile(model, data[:, : cfg["base_length"]], ctx.device)
     ratios = {}
-    for row in rows:
-        if row["model"] == "dkm":
-            twin = next(r for r in rows if r["model"] == "kanerva++" and r["sweep"] == row["sweep"]
-                        and r["T"] == row["T"] and rows.index(r) == rows.index(row) - 1)  # fmt: skip
-            row["dkm_over_kpp"] = row["step_ms"] / twin["step_ms"]
-            ratios[f"{row['sweep']}:T={row['T']},floats={row['memory_floats']}"] = row["dkm_over_kpp"]
+    for kpp, row in zip(rows[0::2], rows[1::2]):  # runs come in (kanerva++, dkm) pairs of the same setting
+        row["dkm_over_kpp"] = row["step_ms"] / kpp["step_ms"]
+        ratios[f"{row['sweep']}:T={row['T']},floats={row['memory_floats']}"] = row["dkm_over_kpp"]
     plot(rows, ctx.figure_path)
     notes = [
         "step = forward + backward + Adam update on the same episodes, batch "
