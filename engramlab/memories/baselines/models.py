@@ -44,7 +44,8 @@ class ContextState(State):
 class VAE(CodedModel):
     """VAE on the VBM coders: ELBO per frame E[ln p(x | z)] − KL(q(z | x) ‖ N(0, I))."""
 
-    def elbo_terms(self, x: Tensor) -> dict[str, Tensor]:
+    def elbo_terms(self, x: Tensor, write_from: Tensor | None = None) -> dict[str, Tensor]:
+        """``write_from`` is accepted for the memory-swap test and ignored: no memory, swap gap exactly 0."""
         self.check_patterns(x)
         target = self.prepare(x)
         mu, var = self.encode(target)
@@ -95,11 +96,17 @@ class NeuralStatistician(CodedModel):
     def context(self, feats: Tensor) -> tuple[Tensor, Tensor]:
         return self._gauss(self.stat(feats.mean(1)))  # pooling over the set (dim 1 = T), not over features
 
-    def elbo_terms(self, x: Tensor) -> dict[str, Tensor]:
+    def elbo_terms(self, x: Tensor, write_from: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-episode terms (B,). ``write_from`` (B, T', *shape): q(c) from these episodes instead of ``x``
+        (memory-swap test); q(z | x, c) and p(z | c) use that context, KL(q(c) ‖ p(c)) is its own."""
         self.check_patterns(x)
         target = self.prepare(x)
         feats = self._features(target)
-        cm, cv = self.context(feats)
+        if write_from is None:
+            cm, cv = self.context(feats)
+        else:
+            self.check_patterns(write_from, "write_from")
+            cm, cv = self.context(self._features(self.prepare(write_from)))
         c = cm + cv.sqrt() * torch.randn_like(cm)
         t = x.shape[1]
         ce = c.unsqueeze(1).expand(-1, t, -1)
@@ -167,11 +174,18 @@ class DKMWrite(CodedModel):
         )
         return mean, cov, w, r0, u0
 
-    def elbo_terms(self, x: Tensor, rows: int | None = None) -> dict[str, Tensor]:
+    def elbo_terms(self, x: Tensor, rows: int | None = None, write_from: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-episode terms (B,). ``write_from`` (B, T', *shape): q(M) written from these episodes instead
+        (memory-swap test); the frames of ``x`` are then ridge-addressed against its mean (the DKM read)."""
         self.check_patterns(x)
         target = self.prepare(x)
         mu, var = self.encode(target)
-        mean, cov, w, r0, u0 = self._write(mu, rows)
+        if write_from is None:
+            mean, cov, w, r0, u0 = self._write(mu, rows)
+        else:
+            self.check_patterns(write_from, "write_from")
+            mean, cov, _, r0, u0 = self._write(self.encode(self.prepare(write_from))[0], rows)
+            w = address_ridge(mu, mean, self.ridge)
         k = mean.shape[-2]
         w_cov = self.w_var * torch.eye(k, dtype=mu.dtype, device=mu.device).expand(mu.shape[0], k, k)
         mem = linear_gaussian_elbo(mu, mean, cov, w, w_cov, r0.expand_as(mean), u0, self.config.noise_var, var)

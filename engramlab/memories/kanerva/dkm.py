@@ -183,13 +183,15 @@ class DynamicKanervaMachine(Memory):
             return deepmind_kl(state.mean, state.cov, prior.mean, self.log_prior_var.exp())
         return matrix_normal_kl(state.mean, state.cov, prior.mean, prior.cov)
 
-    def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
+    def elbo_terms(self, episode: Tensor, sample: bool = True, write_from: Tensor | None = None) -> dict[str, Tensor]:
         """Per-frame terms, each (B, T), nats: rec, kl_w, kl_m (= KL(M)/T), ae (= ln p(x|z)),
-        nll_cond = −(rec − kl_w) (conditional) and nll = nll_cond + kl_m (full episode ELBO per image)."""
+        nll_cond = −(rec − kl_w) (conditional) and nll = nll_cond + kl_m (full episode ELBO per image).
+        ``write_from`` (B, T', C, H, W): q(M) written from these episodes instead (memory-swap test);
+        the frames of ``episode`` are addressed against it, and KL(M) is that q(M)'s, divided by T."""
         self.check_patterns(episode)
         t = episode.shape[1]
         z = self.codes(episode)
-        state = self._write_codes(z)
+        state = self._write_codes(z) if write_from is None else self.write(write_from)
         w_mean = self._address(z, state)
         w_std = self.log_w_std.exp()
         w = w_mean + w_std * torch.randn_like(w_mean) if sample else w_mean

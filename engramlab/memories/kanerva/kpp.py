@@ -234,15 +234,20 @@ class KanervaPlus(Memory):
         """(B, K, 3) keys -> (B, n, K, 3) local perturbations for key-perturbation generation (§4.1.1)."""
         return raw_keys.unsqueeze(1) + scale * torch.randn(raw_keys.shape[0], n, *raw_keys.shape[1:]).to(raw_keys)
 
-    def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
+    def elbo_terms(self, episode: Tensor, sample: bool = True, write_from: Tensor | None = None) -> dict[str, Tensor]:
         """Per-frame terms of the conditional ELBO (Eq. 4), each (B, T), in nats.
 
         rec = ln p(x_t|z_t); kl_z = KL[q(z_t|X) ‖ p(z_t|M̂_t, Y_t)]; kl_y = KL[q(Y_t|X) ‖ N(0, I)];
         nll = −(rec − kl_z − kl_y), the negative conditional ELBO per image.
+        ``write_from`` (B, T', C, H, W): write the memory from these episodes instead of ``episode``
+        (the memory-swap test, ``engramlab.evaluation.swap``); q(z|X) and q(Y|X) still see ``episode``.
         """
         self.check_patterns(episode)
         e = self._embed(episode)
-        state = self._write_embedded(e)
+        if write_from is None:
+            state = self._write_embedded(e)
+        else:
+            state = self.write(write_from)
         keys, key_mu, key_logvar = self._keys(e, sample)
         prior_mu, prior_logvar = self._prior(state.memory, keys)
         z_mu, z_logvar = split_gaussian(self.z_posterior(e))

@@ -77,8 +77,9 @@ class KppVAE(Memory):
         z = torch.randn(b, n, self.config.latent, device=state.nothing.device)
         return self.likelihood.mean(self.decoder(z))
 
-    def elbo_terms(self, episode: Tensor, sample: bool = True) -> dict[str, Tensor]:
-        """Per-frame rec = ln p(x|z), kl_z = KL[q(z|X) ‖ N(0, I)], nll = −ELBO; each (B, T) nats."""
+    def elbo_terms(self, episode: Tensor, sample: bool = True, write_from: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-frame rec = ln p(x|z), kl_z = KL[q(z|X) ‖ N(0, I)], nll = −ELBO; each (B, T) nats.
+        ``write_from`` is accepted for the memory-swap test and ignored: there is no memory (swap gap 0)."""
         self.check_patterns(episode)
         mu, logvar = self._posterior(episode)
         rec = self.likelihood.log_prob(self.decoder(reparameterise(mu, logvar, sample)), episode)

@@ -30,6 +30,8 @@ from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
 from engramlab.memories.base import Memory, MemoryConfig, State, register
 from engramlab.memories.vbm.updates import (
+    CatWrite,
+    GaussWrite,
     MixtureWrite,
     _cluster_loglik,
     _split,
@@ -255,13 +257,45 @@ class VBMemory(CodedModel):
         code = torch.einsum("bnh,bhkc,bnhk->bnc", resp, mean, wm) + resp @ b_mean
         return code.unflatten(0, (bsz, g)).permute(0, 2, 1, 3).reshape(bsz, n, c)
 
-    def elbo_terms(self, x: Tensor, rows: int | None = None, clusters: int | None = None) -> dict[str, Tensor]:
-        """Per-episode ELBO terms (B,) and ``elbo_per_frame``; x (B, T, *shape) in [0, 1]."""
+    def readdress(self, mu: Tensor, q):
+        """The optimal q(y_t) of codes μ_z (B, N, C) given a written q(Ω) (one VB address step, q(Ω) fixed):
+        -> the write result ``q`` with its addresses (and, for mixtures, responsibilities q(s_t)) replaced by those
+        of ``mu``. Used to score frames against a memory written from another episode (memory-swap test)."""
+        nv = self.config.noise_var
+        if self.variant == "gauss":
+            w_mean, w_cov = gauss_address_step(mu, q.mean, q.cov, nv)
+            return GaussWrite(q.mean, q.cov, w_mean, w_cov)
+        if self.variant == "cat":
+            return CatWrite(q.mean, q.cov, cat_address_step(mu, q.mean, q.cov, nv))
+        chunks = _split(mu, self.config.groups)  # (B·G, N, C/G)
+        bg, h, k, cg = q.mean.shape
+        target = (chunks.unsqueeze(1) - q.b_mean.unsqueeze(2)).flatten(0, 1)
+        wm, wc = gauss_address_step(target, q.mean.flatten(0, 1), q.cov.flatten(0, 1), nv)
+        wm, wc = wm.unflatten(0, (bg, h)).transpose(1, 2), wc.unflatten(0, (bg, h))
+        probe = MixtureWrite(q.mean, q.cov, wm, wc, q.b_mean, q.b_var, q.resp)
+        ll, kl_w = _cluster_loglik(chunks, probe, nv)
+        resp = torch.softmax(ll - kl_w, -1) if h > 1 else torch.ones_like(ll)  # q(s_t), eq. 195
+        return MixtureWrite(q.mean, q.cov, wm, wc, q.b_mean, q.b_var, resp)
+
+    def elbo_terms(
+        self, x: Tensor, rows: int | None = None, clusters: int | None = None, write_from: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Per-episode ELBO terms (B,) and ``elbo_per_frame``; x (B, T, *shape) in [0, 1].
+
+        ``write_from`` (B, T', *shape): q(Ω) is written from these episodes instead of ``x`` (memory-swap test,
+        ``engramlab.evaluation.swap``), and the frames of ``x`` get the optimal q(y_t) given that q(Ω)
+        (``readdress``); every term of the bound is kept, KL(q(Ω) ‖ p(Ω)) included.
+        """
         self.check_patterns(x)
         rows_, clusters_ = self._sizes(rows, clusters)
         target = self.prepare(x)
         mu, var = self.encode(target)
-        state, q = self.write_codes(mu, rows, clusters)
+        if write_from is None:
+            state, q = self.write_codes(mu, rows, clusters)
+        else:
+            self.check_patterns(write_from, "write_from")
+            state, q = self.write_codes(self.encode(self.prepare(write_from))[0], rows, clusters)
+            q = self.readdress(mu, q)
         mem = self._memory_elbo(mu, var, q, rows_, clusters_)
         z = mu + var.sqrt() * torch.randn_like(mu)
         if self.training and self.config.stochastic_regulariser:
@@ -273,7 +307,14 @@ class VBMemory(CodedModel):
         kl_y = mem["kl_w"] + mem.get("kl_s", 0.0)
         kl_omega = mem["kl_m"] + mem.get("kl_b", 0.0)
         elbo = rec + mem["loglik"] + self.entropy(var).sum(1) - kl_y - kl_omega
-        return {"elbo": elbo, "elbo_per_frame": elbo / t, "rec_per_frame": rec / t, "kl_omega_per_frame": kl_omega / t}
+        return {
+            "elbo": elbo,
+            "elbo_per_frame": elbo / t,
+            "rec_per_frame": rec / t,
+            "kl_omega_per_frame": kl_omega / t,
+            "kl_y_per_frame": kl_y / t,
+            "loglik_z_per_frame": (mem["loglik"] + self.entropy(var).sum(1)) / t,
+        }
 
     # ------------------------------------------------------------------------------------- uses of q(Ω)
     def read(self, query: Tensor, state: VBMState) -> Tensor:
