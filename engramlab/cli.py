@@ -19,7 +19,7 @@ EXAMPLES = {
     "eval": "engram eval runs/hl --episodes 64",
     "read": "engram read runs/hl --images a.png b.png c.png --corrupt block:size=4 --out read.png",
     "generate": "engram generate runs/vbm --n 16 --out samples.png",
-    "bench": "engram bench hopfield-capacity --quick",
+    "bench": "engram bench hopfield-capacity --quick; engram bench ebmm-ladder --preset cpu --resume",
     "demo": "engram demo",
     "data": "engram data check",
     "list": "engram list --verbose",
@@ -34,9 +34,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    # argparse %-formats help strings (the command list) but not descriptions: escape only the help.
     return sub.add_parser(
         name,
-        help=help_text,
+        help=help_text.replace("%", "%%"),
         description=help_text,
         epilog=f"example:\n  {EXAMPLES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = _add(sub, "eval", "Evaluate a checkpoint on fixed test episodes (mean and 95%% CI over episodes).")
+    p = _add(sub, "eval", "Evaluate a checkpoint on fixed test episodes (mean and 95% CI over episodes).")
     p.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
     p.add_argument("--episodes", type=int, default=64, help="number of test episodes")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -99,9 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
-    p = _add(sub, "bench", "Run a benchmark suite; writes results/SUITE/{quick,full}.json, .md and PNGs.")
+    p = _add(sub, "bench", "Run a benchmark suite; writes results/SUITE/{quick,cpu,full}.json, .md and PNGs.")
     p.add_argument("suite", nargs="?", help="suite name (omit to list suites)")
-    p.add_argument("--quick", action="store_true", help="CPU-quick budget (minutes); default is the paper's budget")
+    p.add_argument("--quick", action="store_true", help="CPU-quick budget (minutes); same as --preset quick")
+    p.add_argument(
+        "--preset",
+        choices=["quick", "cpu", "full"],
+        default=None,
+        help="budget: quick (minutes), cpu (≤ 90 CPU-minutes per model, where a suite has it), full (the paper's)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the suite's checkpointed training (cpu preset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--device", default="auto")
@@ -219,6 +227,8 @@ def cmd_bench(args) -> int:
     paths = run_suite(
         args.suite,
         quick=args.quick,
+        preset=args.preset or ("quick" if args.quick else "full"),
+        resume=args.resume,
         seed=args.seed,
         device=_device(args.device),
         out_root=args.out,

@@ -33,9 +33,14 @@ from typing import Any
 
 import torch
 
+from engramlab.errors import BadConfig
 from engramlab.registry import Registry
 
 log = logging.getLogger(__name__)
+
+# Budgets a suite may define: "quick" (≤ 40 CPU-minutes), "cpu" (≤ 90 CPU-minutes per model, run in the
+# background with --resume, showing the paper's effect on a 2-core machine) and "full" (the paper's).
+PRESETS = ("quick", "cpu", "full")
 
 
 @dataclass
@@ -49,6 +54,27 @@ class BenchContext:
     out_dir: Path
     data_dir: Path | None = None
     progress: bool = True
+    preset: str | None = None  # "quick", "cpu" or "full"; None: "quick" if quick else "full"
+    resume: bool = False  # continue the suite's checkpointed training under ``work_dir``
+
+    def __post_init__(self) -> None:
+        if self.preset is None:
+            self.preset = "quick" if self.quick else "full"
+        if self.preset not in PRESETS:
+            raise BadConfig(f"unknown bench preset '{self.preset}'; known: {', '.join(PRESETS)}")
+        self.quick = self.preset == "quick"
+
+    def budget(self, **budgets: Any) -> Any:
+        """The suite's budget for this run's preset: ``ctx.budget(quick=QUICK, cpu=CPU, full=FULL)``;
+        a preset the suite does not define is a BadConfig naming the ones it has."""
+        if self.preset not in budgets:
+            raise BadConfig(f"suite '{self.suite}' has no '{self.preset}' preset; it has: {', '.join(budgets)}")
+        return budgets[self.preset]
+
+    @property
+    def work_dir(self) -> Path:
+        """Where a suite keeps checkpoints of its long trainings (``--resume`` continues from them)."""
+        return self.out_dir / f"{self.run_name}-work"
 
     def figure_path(self, name: str) -> Path:
         """Where to save a figure called ``name`` (``.png`` added); recorded in the result."""
@@ -58,7 +84,7 @@ class BenchContext:
 
     @property
     def run_name(self) -> str:
-        return "quick" if self.quick else "full"
+        return str(self.preset)
 
 
 @dataclass
@@ -167,11 +193,16 @@ def run_suite(
     out_root: Path | str = "results",
     data_dir: Path | None = None,
     progress: bool = True,
+    preset: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Path]:
-    """Run suite ``name`` and write its JSON, markdown and figures; returns the written paths."""
+    """Run suite ``name`` and write its JSON, markdown and figures; returns the written paths.
+
+    ``preset`` ("quick", "cpu", "full") overrides ``quick``; ``resume`` continues the checkpointed
+    trainings of a suite that keeps them (``BenchContext.work_dir``)."""
     suite = SUITES.get(name)
     out_dir = Path(out_root) / name
-    ctx = BenchContext(name, quick, seed, torch.device(device), out_dir, data_dir, progress)
+    ctx = BenchContext(name, quick, seed, torch.device(device), out_dir, data_dir, progress, preset, resume)
     start = time.perf_counter()
     result = suite.run(ctx)
     wall = time.perf_counter() - start
@@ -180,7 +211,8 @@ def run_suite(
     record = {
         "suite": name,
         "run": ctx.run_name,
-        "quick": quick,
+        "quick": ctx.quick,
+        "preset": ctx.preset,
         "seed": seed,
         "device": str(ctx.device),
         "environment": environment(),
@@ -197,7 +229,7 @@ def run_suite(
     title = result.title or f"{name} ({ctx.run_name} preset)"
     md = [
         f"# {title}\n",
-        f"`engram bench {name}{' --quick' if quick else ''} --seed {seed}` — "
+        f"`engram bench {name} --preset {ctx.preset} --seed {seed}` — "
         f"{wall:.0f} s on {ctx.device} ({record['environment']['processor']}, "
         f"torch {torch.__version__})\n",
         markdown_table(result.rows, result.columns),
