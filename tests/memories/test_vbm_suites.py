@@ -38,6 +38,8 @@ def test_vbm_images_runs_every_model_on_the_same_test_episodes(tmp_path, monkeyp
     assert record["rows"][0]["val_gain_last_third"] is not None
     cat = next(r for r in record["rows"] if r["model"] == "vbm-cat")
     assert cat["vs_vbm-cat_paired"] == 0.0 and all("vs_vbm-cat_paired" in r for r in record["rows"])
+    vae = next(r for r in record["rows"] if r["model"] == "vbm-vae")
+    assert vae["swap_gap"] == 0.0 and all("swap_gap" in r and "kl_omega_per_frame" in r for r in record["rows"])
     assert set(record["extra"]["write_speed_ms"][0]) >= {"vb_ms", "dkm_online_ms", "dkm_batch_iter_ms"}
     assert "| sweep | T | K |" in paths["markdown"].read_text()
     assert not (tmp_path / "vbm-images" / "quick-partial.json").exists()

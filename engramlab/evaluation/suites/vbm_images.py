@@ -26,6 +26,7 @@ import torch
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext, BenchResult, markdown_table, register_suite
 from engramlab.evaluation.metrics import mean_ci
+from engramlab.evaluation.swap import swap_gap
 from engramlab.memories.base import build_memory
 from engramlab.training import TrainConfig, Trainer
 
@@ -80,7 +81,8 @@ def _evaluate(model, test: EpisodeSource, batches: int, device) -> dict[str, tor
     model.eval()
     torch.manual_seed(12345)  # the same reconstruction noise / dequantization draws for every model
     terms = [model.elbo_terms(test.batch(i).patterns.to(device)) for i in range(batches)]
-    return {k: torch.cat([t[k] for t in terms]).cpu() for k in ("elbo_per_frame", "rec_per_frame")}
+    keys = ("elbo_per_frame", "rec_per_frame", "kl_omega_per_frame", "kl_y_per_frame", "loglik_z_per_frame")
+    return {k: torch.cat([t[k] for t in terms]).cpu() for k in keys if k in terms[0]}
 
 
 def _paired(rows: list[dict[str, Any]], per_episode: dict[str, torch.Tensor], reference: str) -> None:
@@ -194,6 +196,8 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             shift = dims * math.log(256.0) if likelihood == "gaussian" else 0.0
             bpd = (nll + shift) / (dims * math.log(2))
             bmean, bci = mean_ci(bpd)
+            swap = swap_gap(model, (test.batch(i).patterns.to(ctx.device) for i in range(cfg["test_batches"])),
+                            seed=ctx.seed)  # fmt: skip
             rows.append({"dataset": f"{dataset}" + (f" ({binarize})" if binarize else " (dequantized)"),
                          "model": name, "elbo_per_frame": float(mean), "elbo_per_frame_ci": float(ci),
                          "bits_per_dim": float(bmean), "bits_per_dim_ci": float(bci),
@@ -201,6 +205,9 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                          "memory_floats": model.memory_floats(),
                          "rec_per_frame": float(scores["rec_per_frame"].mean()),
                          "kl_per_frame": float((scores["rec_per_frame"] - nll.neg()).mean()),
+                         "kl_omega_per_frame": float(scores["kl_omega_per_frame"].mean())
+                         if "kl_omega_per_frame" in scores else 0.0,
+                         "swap_gap": swap["swap_gap"], "swap_gap_ci": swap["swap_gap_ci"],
                          "val_gain_last_third": _last_third_gain(curve)})  # fmt: skip
             trained[name] = model
             per_episode[name] = scores["elbo_per_frame"]
@@ -241,6 +248,10 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
         "the last 3 evaluations minus the mean of the 3 evaluations ending at 2/3 of training (nats per frame).",
         f"vs_{REFERENCE}_paired: per-test-episode ELBO per frame of the model minus {REFERENCE}'s on the same "
         "episodes, mean ± 95% CI (negative: below it); per-episode values in extra.test_elbo_per_episode.",
+        "swap_gap: test ELBO per frame with the memory written from the frame's own episode minus the same with "
+        "the memory written from another test episode of the batch (same frames, same random draws; "
+        "engramlab.evaluation.swap), mean ± 95% CI over test episodes: 0 exactly for the VAE, > 0 when the "
+        "memory is used. kl_omega_per_frame: KL(q(Ω) ‖ p(Ω))/T (NS: KL(q(c) ‖ p(c))/T), part of kl_per_frame.",
         "Resized-memory ELBOs (rows or clusters at test time, trained size in the middle) in extra.resize.",
         f"Write speed, ms per batch of 16 episodes (float32, code {cfg['model']['code']}; VB-Gauss "
         f"{SQ['iters']} iterations, DKM online one pass, DKM batch-iterative {SQ['iters']} iterations; sweep T at "
@@ -261,6 +272,9 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             "memory_floats",
             "rec_per_frame",
             "kl_per_frame",
+            "kl_omega_per_frame",
+            "swap_gap",
+            "swap_gap_ci",
             f"vs_{REFERENCE}_paired",
             f"vs_{REFERENCE}_paired_ci",
             "val_gain_last_third",
