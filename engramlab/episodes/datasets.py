@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engramlab.episodes.cache import cache_key, load_cached, store_cached
+from engramlab.episodes.safeload import data_file, load_plain_pickle, zip_member_ok
 from engramlab.errors import BadConfig, DataError
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ def _missing(path: Path, download_name: str) -> DataError:
     return DataError(f"data file not found: {path} (run `engram data download {download_name}` or set --data-dir)")
 
 
+def _corrupt(path: Path, why: str) -> DataError:
+    """The one error of a truncated or damaged data file: names it and says how to check it."""
+    return DataError(f"cannot read data file {path}: {why} (truncated or corrupt? run `engram data check`)")
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -195,20 +201,20 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib_error()) as e:
-        raise DataError(f"cannot read idx file {path}: {e} (truncated or not gzip?)") from e
+        raise _corrupt(path, f"not a readable (gzipped) idx file: {e}") from e
     if len(raw) < 8:
-        raise DataError(f"idx file {path} is truncated ({len(raw)} bytes)")
+        raise _corrupt(path, f"idx file is truncated ({len(raw)} bytes)")
     magic = struct.unpack(">I", raw[:4])[0]
     if magic not in (0x00000801, 0x00000803):
-        raise DataError(f"idx file {path} has wrong magic {magic:#010x} (expected 0x00000801 or 0x00000803)")
+        raise _corrupt(path, f"idx file has wrong magic {magic:#010x} (expected 0x00000801 or 0x00000803)")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"idx file {path} is truncated in its header")
+        raise _corrupt(path, "idx file is truncated in its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(dims))
+    count = int(np.prod(dims, dtype=np.int64))
     if len(raw) - header != count:
-        raise DataError(f"idx file {path} holds {len(raw) - header} bytes of data, expected {count} for shape {dims}")
+        raise _corrupt(path, f"idx file holds {len(raw) - header} bytes of data, expected {count} for shape {dims}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
@@ -219,10 +225,11 @@ def zlib_error() -> type[Exception]:
 
 
 def _find(data_dir: Path, folders: tuple[str, ...], filename: str) -> Path | None:
+    """The first ``data_dir/folder/filename`` present, checked to be a regular file inside data_dir."""
     for folder in folders:
         p = data_dir / folder / filename
-        if p.exists():
-            return p
+        if p.exists() or p.is_symlink():
+            return data_file(p, data_dir)
     return None
 
 
@@ -255,8 +262,10 @@ def _load_mnist_like(
             out["train_x"] = read_idx(paths[("train", "images")])
             out["train_y"] = read_idx(paths[("train", "labels")])
         for k in [k for k in out if k.endswith("_x")]:
-            if out[k].ndim != 3 or out[k].shape[0] != out[k.replace("_x", "_y")].shape[0]:
-                raise DataError(f"{name}: images {out[k].shape} and labels do not match")
+            labels = out[k.replace("_x", "_y")]
+            if out[k].ndim != 3 or labels.ndim != 1 or out[k].shape[0] != labels.shape[0]:
+                where = paths[("t10k" if k == "test_x" else "train", "images")]
+                raise _corrupt(where, f"{name} images {out[k].shape} and labels {labels.shape} do not match")
         return out
 
     arrays = _cached(name, sources, {}, decode)
@@ -312,12 +321,12 @@ def _binarized_mnist(split: str, data_dir: Path, image_size: int | None, binariz
         try:
             mat = scipy.io.loadmat(str(path))
         except Exception as e:  # scipy raises ValueError/TypeError/MatReadError on corrupt files
-            raise DataError(f"cannot read binarized MNIST file {path}: {e}") from e
+            raise _corrupt(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from e
         if "X" not in mat:
-            raise DataError(f"binarized MNIST file {path} has no key 'X' (keys: {sorted(mat)})")
+            raise _corrupt(path, f"binarized MNIST file has no key 'X' (keys: {sorted(mat)})")
         x = np.asarray(mat["X"])
-        if x.ndim != 2 or x.shape[1] != 784:
-            raise DataError(f"binarized MNIST file {path}: X has shape {x.shape}, expected (N, 784)")
+        if x.ndim != 2 or x.shape[1] != 784 or x.dtype.hasobject:
+            raise _corrupt(path, f"binarized MNIST X has shape {x.shape}, dtype {x.dtype}; expected (N, 784) numbers")
         return {"x": (x.reshape(-1, 28, 28) > 0).astype(np.uint8)}
 
     x = _cached("binarized_mnist", [path], {}, decode)["x"]
@@ -331,6 +340,8 @@ def _binarized_mnist(split: str, data_dir: Path, image_size: int | None, binariz
 # ----------------------------------------------------------------------------- Omniglot
 
 _OMNI_RE = re.compile(r"^(?:.*/)?([^/]+)/(character\d+)/([^/]+\.png)$")
+#: An Omniglot PNG is ~1 kB; a larger zip entry is refused rather than decompressed (zip bomb).
+MAX_ZIP_IMAGE_BYTES = 8 << 20
 
 
 def _omniglot_zip_images(path: Path, image_size: int) -> tuple[list[tuple[str, str, str]], np.ndarray]:
@@ -339,12 +350,18 @@ def _omniglot_zip_images(path: Path, image_size: int) -> tuple[list[tuple[str, s
 
     keys: list[tuple[str, str, str]] = []
     images: list[np.ndarray] = []
+    entry = ""
     try:
         with zipfile.ZipFile(path) as zf:
             for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                m = _OMNI_RE.match(info.filename)
+                entry = info.filename
+                if not zip_member_ok(entry):
+                    raise _corrupt(path, f"unsafe zip entry name {entry!r} (absolute or with '..')")
+                m = _OMNI_RE.match(entry)
                 if info.is_dir() or m is None:
                     continue
+                if info.file_size > MAX_ZIP_IMAGE_BYTES:
+                    raise _corrupt(path, f"zip entry {entry!r} claims {info.file_size} bytes, too large for an image")
                 with Image.open(io.BytesIO(zf.read(info))) as img:
                     gray = img.convert("L")
                 # Invert so strokes are 1 (data README), then antialiased resize.
@@ -353,10 +370,16 @@ def _omniglot_zip_images(path: Path, image_size: int) -> tuple[list[tuple[str, s
                     inv = inv.resize((image_size, image_size), Image.Resampling.LANCZOS)
                 keys.append(m.groups())
                 images.append(np.asarray(inv, dtype=np.uint8))
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise DataError(f"cannot read Omniglot zip {path}: {e}") from e
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, SyntaxError, struct.error, zlib_error()) as e:
+        # PIL reports damaged PNGs as OSError, SyntaxError or ValueError; zip as BadZipFile (bad CRC).
+        where = f" (entry {entry!r})" if entry else ""
+        raise _corrupt(path, f"{type(e).__name__}: {e}{where}") from e
+    except Image.DecompressionBombError as e:
+        raise _corrupt(path, f"image entry {entry!r} is too large: {e}") from e
     if not images:
-        raise DataError(f"Omniglot zip {path} holds no <alphabet>/characterNN/*.png images")
+        raise _corrupt(path, "the Omniglot zip holds no <alphabet>/characterNN/*.png images")
     return keys, np.stack(images)
 
 
@@ -427,6 +450,39 @@ def _omniglot(split: str, data_dir: Path, image_size: int | None, binarize: str 
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: uint8 images (N, 3, 32, 32) and int64 labels (N,).
+
+    Decoded with a restricted unpickler (``safeload.load_plain_pickle``): a file that names any
+    other global than numpy's array rebuilders raises DataError instead of running it.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            d = load_plain_pickle(f)
+    except pickle.UnpicklingError as e:
+        raise _corrupt(path, f"not a plain CIFAR-10 batch pickle: {e}") from e
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError) as e:
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        keys = sorted(map(repr, d)) if isinstance(d, dict) else type(d).__name__
+        raise _corrupt(path, f"expected a dict with b'data' and b'labels', got {keys}")
+    data, labels = d[b"data"], d[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype.hasobject or data.dtype.kind not in "ui":
+        raise _corrupt(path, f"b'data' must be an integer array, got {type(data).__name__}")
+    if not isinstance(labels, (list, tuple, np.ndarray)) or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels
+    ):
+        raise _corrupt(path, "b'labels' must be a list of integers")
+    if data.size % 3072 or data.size == 0:
+        raise _corrupt(path, f"b'data' has shape {data.shape}, expected (N, 3072)")
+    x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(x) != len(y):
+        raise _corrupt(path, f"{len(x)} images but {len(y)} labels")
+    return x, y
+
+
 def _cifar10(split: str, data_dir: Path, image_size: int | None, binarize: str | None) -> PatternSet:
     folder = None
     for cand in (data_dir / "cifar10" / "cifar-10-batches-py", data_dir / "cifar-10-batches-py", data_dir / "cifar10"):
@@ -435,26 +491,14 @@ def _cifar10(split: str, data_dir: Path, image_size: int | None, binarize: str |
             break
     if folder is None:
         raise _missing(data_dir / "cifar10" / "cifar-10-batches-py" / "test_batch", "cifar10")
-    train_files = sorted(folder.glob("data_batch_*"))
-    sources = [*train_files, folder / "test_batch"]
-
-    def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
-            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            y = np.asarray(d[b"labels"], dtype=np.int64)
-        except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError) as e:
-            raise DataError(f"cannot read CIFAR-10 batch {path}: {e}") from e
-        if len(x) != len(y):
-            raise DataError(f"CIFAR-10 batch {path}: {len(x)} images but {len(y)} labels")
-        return x, y
+    train_files = [data_file(p, data_dir) for p in sorted(folder.glob("data_batch_*"))]
+    sources = [*train_files, data_file(folder / "test_batch", data_dir)]
 
     def decode() -> dict[str, np.ndarray]:
-        tx, ty = read_batch(folder / "test_batch")
+        tx, ty = read_cifar_batch(folder / "test_batch")
         out = {"test_x": tx, "test_y": ty}
         if train_files:
-            parts = [read_batch(p) for p in train_files]
+            parts = [read_cifar_batch(p) for p in train_files]
             out["train_x"] = np.concatenate([p[0] for p in parts])
             out["train_y"] = np.concatenate([p[1] for p in parts])
         return out
@@ -499,7 +543,8 @@ def _image_folder(
     folder = Path(path) if path is not None else data_dir / "celeba" / "img_align_celeba"
     if not folder.is_dir():
         raise _missing(folder, "image_folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_EXT and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_EXT and (p.is_file() or p.is_symlink()))
+    files = [data_file(p, folder) for p in files]  # no symlink out of the folder, no FIFO/device
     if not files:
         raise DataError(f"image folder {folder} holds no .png/.jpg images")
     size = image_size or 64
@@ -517,8 +562,8 @@ def _image_folder(
                     left, top = (w - c) // 2, (h - c) // 2
                     img = img.crop((left, top, left + c, top + c)).resize((size, size), Image.Resampling.LANCZOS)
                     out.append(np.asarray(img, dtype=np.uint8))
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"cannot read image {f}: {e}") from e
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                raise _corrupt(f, f"not a readable image ({type(e).__name__}: {e})") from e
         x = np.stack(out)
         return {"x": x.transpose(0, 3, 1, 2) if channels == 3 else x}
 

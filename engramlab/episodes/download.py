@@ -239,12 +239,14 @@ def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
     """Extract an archive, refusing members that would land outside ``target`` (links, absolute paths)."""
     try:
         tar.extractall(target, filter="data")
+    except tarfile.FilterError as e:  # absolute or '..' names, links out of target, devices
+        raise DataError(f"refusing to extract unsafe member of archive {tar.name}: {e}") from e
     except TypeError:  # Python < 3.10.12 has no extraction filters
         root = target.resolve()
         for member in tar.getmembers():
             dest = (target / member.name).resolve()
             if not (member.isfile() or member.isdir()) or (root not in dest.parents and dest != root):
-                raise DataError(f"refusing to extract unsafe archive member {member.name!r}") from None
+                raise DataError(f"refusing to extract unsafe member {member.name!r} of archive {tar.name}") from None
         tar.extractall(target)
 
 

@@ -1,0 +1,10 @@
+"""Hardening tests decode into a temp cache folder (never the user's cache)."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    folder = tmp_path_factory.mktemp("engram-cache")
+    monkeypatch.setenv("ENGRAM_CACHE", str(folder))
+    return folder
