@@ -460,8 +460,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             d = load_plain_pickle(f)
-    except pickle.UnpicklingError as e:
-        raise _corrupt(path, f"not a plain CIFAR-10 batch pickle: {e}") from e
+    except pickle.UnpicklingError as e:  # a refused global, or a damaged stream
+        raise _corrupt(path, f"unpickling failed: {e}") from e
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError) as e:
         raise _corrupt(path, f"{type(e).__name__}: {e}") from e
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
@@ -555,6 +555,8 @@ def _image_folder(
         out = []
         for f in files:
             try:
+                with Image.open(f) as img:  # PIL decodes a cut PNG without complaint; verify() checks its chunks
+                    img.verify()
                 with Image.open(f) as img:
                     img = img.convert("RGB" if channels == 3 else "L")
                     w, h = img.size
