@@ -33,6 +33,28 @@ class _Parser(argparse.ArgumentParser):
         raise BadConfig(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a bad value becomes a one-line usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _add(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     # argparse %-formats help strings (the command list) but not descriptions: escape only the help.
     return sub.add_parser(
@@ -77,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "eval", "Evaluate a checkpoint on fixed test episodes (mean and 95% CI over episodes).")
     p.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
-    p.add_argument("--episodes", type=int, default=64, help="number of test episodes")
+    p.add_argument("--episodes", type=_positive_int, default=64, help="number of test episodes")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--corrupt", default=None, help="override the corruption, e.g. flip:p=0.2")
     p.add_argument("--seed", type=int, default=1234)
@@ -94,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "generate", "Sample from a generative memory written with test episodes.")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--n", type=int, default=16, help="samples per episode")
-    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--n", type=_positive_int, default=16, help="samples per episode")
+    p.add_argument("--episodes", type=_positive_int, default=2)
     p.add_argument("--out", type=Path, default=Path("samples.png"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -117,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "demo", "Meta-train a learned Hopfield memory on digits (~1 min); compare with baselines.")
     p.add_argument("--out", type=Path, default=Path("results/demo"))
-    p.add_argument("--seconds", type=float, default=110.0, help="training time budget")
+    p.add_argument("--seconds", type=_positive_float, default=110.0, help="training time budget")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 
@@ -151,6 +173,8 @@ def cmd_train(args) -> int:
 
     experiment = Experiment.from_preset(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
+    if out.exists() and not out.is_dir():
+        raise BadConfig(f"--out {out} is a file; a run directory is a folder")
     result = train(
         experiment,
         out,
@@ -171,6 +195,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from engramlab.evaluation.evaluate import evaluate_checkpoint
 
+    if args.json is not None and args.json.is_dir():
+        raise BadConfig(f"--json {args.json} is a folder; give a file name")
     metrics = evaluate_checkpoint(
         args.checkpoint,
         episodes=args.episodes,
@@ -333,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except EngramError as e:
+        if debug:
+            raise
+        print(f"engram: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused: an --out that is a folder or a file, no permission, full disk
         if debug:
             raise
         print(f"engram: error: {e}", file=sys.stderr)
