@@ -302,6 +302,53 @@ def plot_bars(
     return _save(fig, path)
 
 
+def plot_panels(
+    panels: Sequence[Mapping],
+    path: Path | str,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logy: bool = True,
+) -> Path:
+    """Save one small panel per setting: a curve with flat reference lines, e.g. validation error
+    against meta-steps for each episode length T, with the baselines' errors as horizontal lines.
+
+    Args:
+        panels: dicts with ``title``, ``x`` and ``y`` (the curve) and ``lines`` ({label: value}).
+        path: the PNG to write.
+        xlabel, ylabel: axis labels (shared by the panels).
+        title: figure title.
+        logy: logarithmic y axis (errors spanning decades).
+    """
+    if not panels:
+        raise BadInput("plot_panels: no panels to plot")
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 1))]
+    for ax, panel in zip(axes.flat, panels):
+        x, y = _to_array(panel["x"]), _to_array(panel["y"])
+        if x.shape != y.shape:
+            raise BadInput(f"plot_panels: panel '{panel.get('title')}' has {x.shape[0]} x and {y.shape[0]} y values")
+        ax.plot(x, y, marker="o", markersize=2, color="tab:blue", label="model")
+        for i, (label, value) in enumerate(panel.get("lines", {}).items()):
+            ax.axhline(max(value, 1e-4) if logy else value, color=f"C{i + 1}", linestyle=styles[i % len(styles)],
+                       linewidth=1, label=label)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(str(panel.get("title", "")), fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 _NOT_CURVES = {"step", "wall", "episodes_per_s", "lr"}
 
 

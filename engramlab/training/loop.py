@@ -93,8 +93,14 @@ def step_seed(seed: int, rank: int, step: int, micro: int = 0, tag: int = 0) -> 
 
 
 def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named in ``config`` over ``params``."""
-    params = [p for p in params if p.requires_grad]
+    """The optimiser named in ``config`` over ``params``: parameters, or param groups (dicts with
+    ``params`` and an ``lr_scale`` that multiplies the scheduled lr of that group)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if not params:
         raise BadInput("the model has no trainable parameters: nothing to meta-train")
     if config.optimizer == "adamw":
@@ -180,7 +186,9 @@ class Trainer:
         self.resume = resume
         self.experiment = experiment
         self.handle_signals = handle_signals
-        self.optimizer = build_optimizer(self.model.parameters(), config)
+        # a model may ask for per-group lr multipliers: optimizer_groups() -> [{"params": [...], "lr_scale": s}]
+        groups = getattr(self.model, "optimizer_groups", None)
+        self.optimizer = build_optimizer(groups() if callable(groups) else self.model.parameters(), config)
         self.step = 0  # updates completed
         self.best_val: float | None = None
         self.best_step: int | None = None
@@ -307,7 +315,7 @@ class Trainer:
         cfg = self.config
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         self.model.train()
         total: Tensor | None = None

@@ -59,6 +59,12 @@ class EBMMConfig(MemoryConfig):
         learn_read_steps: meta-learn γ(1), η, ψ, ζ (False: the fixed schedule of papers/001).
         loss: "mse" or "ssim+mse". loss_steps: "all" (step-wise, A.4) or "final".
         first_order: first-order meta-gradient through the write.
+        write_reduction: "mean" averages the energy and gradient terms of the writing loss over the T
+            patterns (our reading of eq. 3), "sum" adds them up, so that a learned write rate does not
+            have to grow with T (used by the curriculum of ``ebmm-ladder``).
+        rate_lr_scale: multiplier of the meta-learning rate for the scalar step sizes (the write rule's
+            rates, the read's γ(1), η, ψ(1), ζ). Adam moves a parameter by about lr per update, so at the
+            network's lr these travel one unit of softplus⁻¹ in ~1/lr updates; > 1 lets them keep up.
         memory_bias_init: initial value of the biases of the writable ``memory`` layers (θ̄'s bias).
             App. D gives He initialisation for the weights only; 0 is the usual bias init. A nonzero
             value puts tanh'(b + Wx) off its even point, so ∂E/∂(memory output) depends on the sign
@@ -86,8 +92,14 @@ class EBMMConfig(MemoryConfig):
     loss_steps: str = "all"
     first_order: bool = False
     memory_bias_init: float = 0.0
+    write_reduction: str = "mean"
+    rate_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.write_reduction not in ("mean", "sum"):
+            raise BadConfig(f"memory.write_reduction must be 'mean' or 'sum', got {self.write_reduction!r}")
+        if not self.rate_lr_scale > 0:
+            raise BadConfig(f"memory.rate_lr_scale must be positive, got {self.rate_lr_scale}")
         if self.read not in ("gradient", "decoder"):
             raise BadConfig(f"memory.read must be 'gradient' or 'decoder', got {self.read!r}")
         if self.loss not in ("mse", "ssim+mse"):
@@ -157,6 +169,14 @@ class EBMM(Memory):
             )
         return sizes
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the trainer: the scalar step sizes (write rates, read schedule) get
+        ``rate_lr_scale`` times the meta-learning rate; everything else the plain rate."""
+        step_sizes = ("raw_lr", "raw_gamma", "eta", "raw_momentum", "zeta")  # GradientRule, NesterovRead
+        rates = [p for n, p in self.named_parameters() if n.rsplit(".", 1)[-1] in step_sizes]
+        rest = [p for n, p in self.named_parameters() if n.rsplit(".", 1)[-1] not in step_sizes]
+        return [{"params": rest, "lr_scale": 1.0}, {"params": rates, "lr_scale": self.config.rate_lr_scale}]
+
     # -- protocol -------------------------------------------------------------------------------
     def memory_floats(self, episode_length: int | None = None) -> int:
         """Writable floats per episode (the ``memory`` modules' parameters; independent of T)."""
@@ -175,7 +195,7 @@ class EBMM(Memory):
             anchor = {n: t.detach() for n, t in anchor.items()}
 
         def objective(fast: dict[str, Tensor], patterns: Tensor) -> Tensor:
-            return writing_terms(self.energy_net, fast, anchor, patterns, cfg.alpha, cfg.beta)
+            return writing_terms(self.energy_net, fast, anchor, patterns, cfg.alpha, cfg.beta, cfg.write_reduction)
 
         with torch.enable_grad():
             fast = self.rule(dict(anchor), episode, objective)
@@ -222,7 +242,11 @@ class EBMM(Memory):
         loss = sum(self.reconstruction_loss(x, batch.targets) for x in used)
         with torch.no_grad():
             final = iterates[-1].detach()
-            logs = {"sq_err": (final - batch.targets).pow(2).flatten(2).sum(-1).mean()}
+            mid = sum(self.value_range) / 2
+            logs = {
+                "sq_err": (final - batch.targets).pow(2).flatten(2).sum(-1).mean(),
+                "hamming": ((final > mid) != (batch.targets > mid)).float().mean(),  # bits wrong after binarising
+            }
         return loss, logs
 
 

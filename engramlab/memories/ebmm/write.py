@@ -23,12 +23,21 @@ TERMS = ("energy", "gradient", "prior")
 
 
 def writing_terms(
-    energy: EnergyFn, fast: FastParams, anchor: FastParams, episode: Tensor, alpha: float, beta: float
+    energy: EnergyFn,
+    fast: FastParams,
+    anchor: FastParams,
+    episode: Tensor,
+    alpha: float,
+    beta: float,
+    reduction: str = "mean",
 ) -> Tensor:
     """Per-episode writing-loss terms (B, 3): [mean_t E, α·mean_t ‖∇ₓE‖², β‖θ − θ̄‖²] (eq. 3).
 
     energy: (x (B, T, *pattern), fast) -> (B, T); fast/anchor: dicts of (B, *param) tensors, the
     current and the meta-learned (θ̄) writable parameters; episode: (B, T, *pattern).
+    ``reduction="sum"`` sums the first two terms over the T patterns instead of averaging them, so
+    each pattern's pull on θ does not shrink as 1/T (a learned write rate then means the same thing
+    at every T, which a curriculum over T needs).
     """
     x = episode.detach().requires_grad_(True)
     e = energy(x, fast)  # (B, T)
@@ -37,6 +46,8 @@ def writing_terms(
     (grad_x,) = torch.autograd.grad(e.sum(), x, create_graph=True)  # ∇ₓE per pattern (energies independent)
     if not torch.isfinite(grad_x).all():
         raise NumericalError("EBMM write: ∇ₓE of the episode is not finite (NaN/Inf)")
-    grad_term = grad_x.pow(2).flatten(2).sum(-1).mean(1)
+    grad_term = grad_x.pow(2).flatten(2).sum(-1)
     prior = sum((fast[n] - anchor[n]).pow(2).flatten(1).sum(1) for n in fast)
-    return torch.stack([e.mean(1), alpha * grad_term, beta * prior], 1)
+    if reduction == "sum":
+        return torch.stack([e.sum(1), alpha * grad_term.sum(1), beta * prior], 1)
+    return torch.stack([e.mean(1), alpha * grad_term.mean(1), beta * prior], 1)
