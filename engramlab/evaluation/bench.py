@@ -80,7 +80,7 @@ class BenchContext:
         """Where to save a figure called ``name`` (``.png`` added); recorded in the result."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stem = name if name.endswith(".png") else f"{name}.png"
-        return self.out_dir / f"{'quick' if self.quick else 'full'}-{stem}"
+        return self.out_dir / f"{self.run_name}-{stem}"
 
     @property
     def run_name(self) -> str:
