@@ -170,3 +170,63 @@ def test_dense_layer_matches_linear_and_its_gradients(shape, gen):
     g = torch.randn(ours.shape, generator=gen, dtype=torch.double)
     for a, b in zip(torch.autograd.grad(ours, [x, lin.weight], g), torch.autograd.grad(ref, [x, lin.weight], g)):
         torch.testing.assert_close(a, b)
+
+
+def _sgd_per_layer(params, x, y, lrs, activation, loss):
+    ps = [p.clone().requires_grad_(True) for p in params]
+    out, _, _ = net_forward(ps, x, activation)
+    grads = torch.autograd.grad(per_example_loss(out, y, loss).mean(1).sum(), ps)
+    return [p - lrs[i // 2] * g for i, (p, g) in enumerate(zip(params, grads))]
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_residual_rule_starts_as_sgd_with_per_layer_rates(learned, gen):
+    """Issue 14: at initialisation (gains 0) the residual form is exactly minibatch SGD, rate per layer."""
+    sizes, lrs = (6, 5, 3), [2.0, 0.5]
+    rule = MPLP(sizes, message_size=3, hidden=5, sharing="kind", residual=True, residual_lr=lrs, learned=learned)
+    params = init_params(sizes, batch=2, generator=gen, scheme="xavier")
+    x = torch.rand(2, 8, 6, generator=gen)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 8), generator=gen), 3).float()
+    with rule.calibrating():  # calibration runs the learners with the gains switched on
+        rule.step(params, rule.init_state(params), x, y, "sigmoid", "ce")
+    state, ref = rule.init_state(params), params
+    for _ in range(3):
+        params, state, _ = rule.step(params, state, x, y, "sigmoid", "ce")
+        ref = _sgd_per_layer(ref, x, y, lrs, "sigmoid", "ce")
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_rule_learns_corrections_through_its_gains(gen):
+    sizes = (4, 5, 2)
+    rule = MPLP(sizes, message_size=2, hidden=4, residual=True)
+    params = init_params(sizes, batch=2, generator=gen)
+    x, y = torch.randn(2, 3, 4, generator=gen), torch.randn(2, 3, 2, generator=gen)
+    new, _, _ = rule.step(params, rule.init_state(params), x, y, "relu", "mse")
+    grads = torch.autograd.grad(sum(p.square().sum() for p in new), [rule.gain_w, rule.gain_wmsg, rule.log_lr])
+    assert all(g.abs().sum() > 0 for g in grads)  # the gains get a meta-gradient although they start at 0
+
+
+def test_fast_and_plain_tanh_paths_agree_on_a_step_and_its_meta_gradient(gen):
+    """The fast path (tanh as 2σ(2z) − 1) computes the same updates and meta-gradients as torch.tanh, to 1e-6."""
+    sizes = (12, 6, 4)
+    torch.manual_seed(0)
+    fast = MPLP(sizes, message_size=3, hidden=5, sharing="kind", fast=True)
+    plain = MPLP(sizes, message_size=3, hidden=5, sharing="kind", fast=False)
+    plain.load_state_dict(fast.state_dict())
+    params = init_params(sizes, batch=2, generator=gen, scheme="xavier")
+    x = torch.rand(2, 8, 12, generator=gen)
+    y = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 8), generator=gen), 4).float()
+    results = []
+    for rule in (fast, plain):
+        ps, state = params, rule.init_state(params)
+        for _ in range(3):
+            ps, state, _ = rule.step(ps, state, x, y, "sigmoid", "ce")
+        out, _, _ = net_forward(ps, x, "sigmoid")
+        meta = per_example_loss(out, y, "ce").mean()
+        results.append((ps, torch.autograd.grad(meta, list(rule.parameters()), allow_unused=True)))
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

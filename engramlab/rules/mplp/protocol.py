@@ -43,6 +43,14 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+_DERIVATIVES: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": lambda z: (z > 0).to(z.dtype),
+    "linear": torch.ones_like,
+    "sigmoid": lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+    "tanh": lambda z: 1 - torch.tanh(z) ** 2,
+}
+
+
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
     """The task network's activation by name ("relu", "sigmoid", "tanh", "linear", "step")."""
     if name not in _ACTIVATIONS:
@@ -82,18 +90,58 @@ def per_example_loss(output: Tensor, target: Tensor, kind: str) -> Tensor:
 
 
 def init_params(
-    sizes: Sequence[int], batch: int, generator: torch.Generator | None = None, device=None
+    sizes: Sequence[int],
+    batch: int,
+    generator: torch.Generator | None = None,
+    device=None,
+    scheme: Literal["torch", "xavier"] = "torch",
 ) -> list[Tensor]:
-    """Fresh task-network weights per task: W ~ U(±1/√n_in) (PyTorch's Linear default), b = 0."""
+    """Fresh task-network weights per task, b = 0.
+
+    ``scheme``: "torch" W ~ U(±1/√n_in) (PyTorch's Linear default); "xavier" W ~ U(±√(6/(n_in+n_out)))
+    (Glorot uniform, the Keras Dense default). On the sigmoid 144-50-10 MNIST network the Xavier weights
+    are ~2x larger, and plain SGD at lr 1 reaches 0.29 test accuracy after 20 steps against 0.17 with the
+    PyTorch default (issue 14's sanity check).
+    """
+    if scheme not in ("torch", "xavier"):
+        raise BadConfig(f"init scheme must be 'torch' or 'xavier', got {scheme!r}")
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1.0 / math.sqrt(n_in)
+        bound = 1.0 / math.sqrt(n_in) if scheme == "torch" else math.sqrt(6.0 / (n_in + n_out))
         w = (torch.rand(batch, n_in, n_out, generator=generator, device=device) * 2 - 1) * bound
         params += [w, torch.zeros(batch, n_out, device=device)]
     return params
 
 
 # ------------------------------------------------------------------------------------------ learners
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(z) computed as 2·σ(2z) − 1 in one buffer (≈3x faster than ``torch.tanh`` on one CPU thread).
+
+    Measured on 57.6k x 80 floats (one thread, AVX512 build): torch.tanh 21 ms, this 7 ms; the two agree to
+    2e-7 (float32). The backward is tanh's own, (1 − y²)·g.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> Tensor:
+        y = z.mul(2.0)
+        y.sigmoid_()
+        y.mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def _tanh(x: Tensor, fast: bool) -> Tensor:
+    """``torch.tanh`` (plain path) or :class:`_SigmoidTanh` (fast path; float32 on CPU only)."""
+    if fast and x.dtype == torch.float32 and x.device.type == "cpu":
+        return _SigmoidTanh.apply(x)
+    return torch.tanh(x)
+
+
 def _mlp(n_in: int, n_out: int, hidden: Sequence[int], act: str, final_tanh: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     dims = [n_in, *hidden]
@@ -123,13 +171,13 @@ def _dense(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return out.view(*x.shape[:-1], w.shape[1])
 
 
-def _run(seq: nn.Sequential, x: Tensor, start: int = 0) -> Tensor:
+def _run(seq: nn.Sequential, x: Tensor, start: int = 0, fast: bool = False) -> Tensor:
     """Apply ``seq[start:]`` (Linear / ReLU / Tanh modules) with :func:`_dense` for the Linear layers."""
     for mod in list(seq)[start:]:
         if isinstance(mod, nn.Linear):
             x = _dense(x, mod.weight, mod.bias)
         elif isinstance(mod, nn.Tanh):
-            x = torch.tanh(x)
+            x = _tanh(x, fast)
         elif isinstance(mod, nn.ReLU):
             x = torch.relu(x)
         else:  # pragma: no cover - _mlp builds only these
@@ -171,6 +219,7 @@ class Learner(nn.Module):
     in_dim: int
     out_dim: int
     state_dim: int = 0
+    fast: bool = False  # tanh through :class:`_SigmoidTanh` (same math to ~2e-7); MPLP(fast=...) sets it
 
     def init_state(self, shape: Sequence[int], like: Tensor) -> Tensor | None:
         return None
@@ -189,11 +238,11 @@ class MLPLearner(Learner):
         self.net = _mlp(in_dim, out_dim, hidden, "relu", final_tanh=True)
 
     def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return _run(self.net, features), None
+        return _run(self.net, features, fast=self.fast), None
 
     def forward_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, None]:
         first = self.net[0]
-        return _run(self.net, _separable(parts, first.weight, first.bias), start=1), None
+        return _run(self.net, _separable(parts, first.weight, first.bias), start=1, fast=self.fast), None
 
 
 class GRULearner(Learner):
@@ -227,7 +276,8 @@ class GRULearner(Learner):
         c = state.unsqueeze(1)  # (B, 1, *nodes, H): one carry per node, broadcast over the minibatch
         gates = _dense(features, self.gates_x.weight, self.gates_x.bias) + _dense(c, self.gates_c.weight, None)
         u, r = torch.sigmoid(gates).chunk(2, dim=-1)  # eqs. 10-11
-        cand = torch.tanh(_run(self.mlp_x, features) + _run(self.mlp_c, c * r) + self.bias_n)
+        mx, mc = _run(self.mlp_x, features, fast=self.fast), _run(self.mlp_c, c * r, fast=self.fast)
+        cand = _tanh(mx + mc + self.bias_n, self.fast)
         new_c = u * c + (1 - u) * cand  # eq. 12
         return new_c[..., : self.out_dim], new_c.mean(1)
 
@@ -243,8 +293,8 @@ class GRULearner(Learner):
         gates_c = _dense(c, self.gates_c.weight, None)
         u, r = torch.sigmoid(_separable(parts, self.gates_x.weight, self.gates_x.bias, gates_c)).chunk(2, -1)
         first = self.mlp_x[0]
-        mx = _run(self.mlp_x, _separable(parts, first.weight, first.bias), start=1)  # eq. 12 candidate
-        cand = torch.tanh(mx + _run(self.mlp_c, c * r) + self.bias_n)
+        mx = _run(self.mlp_x, _separable(parts, first.weight, first.bias), start=1, fast=self.fast)  # eq. 12
+        cand = _tanh(mx + _run(self.mlp_c, c * r, fast=self.fast) + self.bias_n, self.fast)
         new_c = cand + u * (c - cand)  # eq. 12: u·c + (1 − u)·cand
         return new_c[..., : self.out_dim], new_c.mean(1)
 
@@ -344,6 +394,21 @@ class MPLP(nn.Module):
             "all" — as "kind" and the standardisers/output scalers shared too (any depth then works).
         normalize: standardise learner inputs and scale f outputs (off only for hand-set rules).
         learners: optional hand-set learners dict {"loss", "act", "weight": [per layer], "bias": [per layer]}.
+        fast: compute the learners' tanh as 2σ(2z) − 1 (:class:`_SigmoidTanh`, same math to ~2e-7); the
+            plain path (``fast=False``) uses ``torch.tanh``.
+        residual: **departure from paper 004** (issue 14, "a rule that starts as a learner"): every node adds
+            its learned output, times a meta-trained gain that starts at 0, to the hand-set SGD rule
+            (:func:`hand_set_sgd`): message channel 0 carries the back-propagated error, the weight/bias
+            updates add ``−lr_l · (minibatch mean of m⁰_j·x_i)`` with a meta-trained per-layer ``lr_l``.
+            At initialisation the rule *is* minibatch SGD with per-layer rates ``residual_lr``; meta-training
+            learns the corrections (the learners see the full messages, channel 0 included).
+        residual_lr: initial SGD rate(s) of the residual form, one float or one per layer.
+        residual_derivative: the activation derivative the residual's activation node uses, as a function of
+            the stored pre-activation z only (the node does not know the network's activation, as g does
+            not): "sigmoid" σ'(z), "relu", "tanh" or "linear". On a step-activation network the sigmoid
+            derivative acts as a surrogate gradient.
+        learned: with ``residual``, False drops the learners altogether: the rule is SGD with meta-learned
+            per-layer rates (the ablation that measures what the learned corrections add).
     """
 
     def __init__(
@@ -356,6 +421,11 @@ class MPLP(nn.Module):
         normalize: bool = True,
         mlp_activation: str = "tanh",
         learners: dict | None = None,
+        fast: bool = True,
+        residual: bool = False,
+        residual_lr: float | Sequence[float] = 1.0,
+        residual_derivative: str = "sigmoid",
+        learned: bool = True,
     ) -> None:
         super().__init__()
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
@@ -396,6 +466,28 @@ class MPLP(nn.Module):
         self.b_std = per_layer(lambda: Standardizer(m + 1), shared_norm)
         self.w_scale = per_layer(OutputScaler, shared_norm)
         self.b_scale = per_layer(OutputScaler, shared_norm)
+        for mod in self.modules():
+            if isinstance(mod, Learner):
+                mod.fast = fast
+        self.residual, self.learned, self._calibrating = residual, learned or not residual, False
+        if residual:
+            if residual_derivative not in _DERIVATIVES:
+                raise BadConfig(f"residual_derivative must be one of {list(_DERIVATIVES)}, got {residual_derivative!r}")
+            self.residual_derivative = residual_derivative
+            lrs = [float(residual_lr)] * self.num_layers if isinstance(residual_lr, (int, float)) else residual_lr
+            if len(lrs) != self.num_layers or min(lrs) <= 0:
+                raise BadConfig(f"residual_lr needs one positive rate per layer ({self.num_layers}), got {residual_lr}")
+            self.log_lr = nn.Parameter(torch.tensor([math.log(v) for v in lrs]))  # meta-trained per-layer SGD rate
+            # ReZero-style gains on every learned output, 0 at the start: the rule starts as SGD exactly
+            self.gain_loss = nn.Parameter(torch.zeros(()))
+            self.gain_act = nn.Parameter(torch.zeros(()))
+            self.gain_wmsg = nn.Parameter(torch.zeros(()))
+            self.gain_w = nn.Parameter(torch.zeros(self.num_layers))
+            self.gain_b = nn.Parameter(torch.zeros(self.num_layers))
+
+    def _gain(self, g: Tensor) -> Tensor:
+        """A residual gain; 1 while calibrating so the statistics see the learned outputs switched on."""
+        return g.new_ones(g.shape) if self._calibrating else g
 
     # -------------------------------------------------------------------------------- calibration
     @contextmanager
@@ -404,9 +496,11 @@ class MPLP(nn.Module):
         mods = [mod for mod in self.modules() if isinstance(mod, (Standardizer, OutputScaler))]
         for mod in mods:
             mod.calibrating = True
+        self._calibrating = True
         try:
             yield
         finally:
+            self._calibrating = False
             for mod in mods:
                 mod.calibrating = False
 
@@ -466,43 +560,74 @@ class MPLP(nn.Module):
         losses = per_example_loss(out, y, loss)
         num_layers = len(params) // 2
         n_out = out.shape[-1]
-        pred = out.softmax(-1) if loss == "ce" else out
-        # loss node (eq. 6): [loss_n, ŷ_k, y_k] per output unit -> message (B, N, n_out, M)
-        feats = torch.stack([losses.unsqueeze(-1).expand(-1, -1, n_out), pred, y.to(out.dtype)], dim=-1)
-        msg, s_loss = self.loss_learner(self._std(self.loss_std, feats), state["loss"][0])
-        new_state = {
-            "loss": [s_loss],
-            "act": list(state["act"]),
-            "weight": [None] * num_layers,
-            "bias": [None] * num_layers,
-        }
-        new_params = list(params)
         m = self.message_size
+        pred = out.softmax(-1) if loss == "ce" else out
+        res, learned = self.residual, self.learned
+        new_state = {
+            "loss": list(state["loss"]),
+            "act": list(state["act"]),
+            "weight": list(state["weight"]),
+            "bias": list(state["bias"]),
+        }
+        msg = None
+        if learned:
+            # loss node (eq. 6): [loss_n, ŷ_k, y_k] per output unit -> message (B, N, n_out, M)
+            feats = torch.stack([losses.unsqueeze(-1).expand(-1, -1, n_out), pred, y.to(out.dtype)], dim=-1)
+            msg, new_state["loss"][0] = self.loss_learner(self._std(self.loss_std, feats), state["loss"][0])
+        if res:  # the SGD rule's error dL_n/dŷ_k in channel 0, plus the gated learned message
+            err = pred - y.to(out.dtype) if loss == "ce" else 2.0 * (out - y) / n_out
+            msg = _residual(err, msg, self._gain(self.gain_loss), m)
+        new_params = list(params)
         for i in reversed(range(num_layers)):
             w, b, h = params[2 * i], params[2 * i + 1], inputs[i]
             bsz, nb, n_in = h.shape
             n_o = w.shape[2]
-            # weight nodes: [m_j, w_ij, x_i], broadcast to (B, N, n_in, n_out, M+2) but never materialised:
-            # the blocks are per (example, output unit), per synapse and per (example, input unit)
-            parts = [msg.unsqueeze(2), w.unsqueeze(1).unsqueeze(-1), h.unsqueeze(-1).unsqueeze(-1)]
-            if self.normalize:
-                parts = self._norm(self.w_std, i).forward_parts(parts)
-            wout, new_state["weight"][i] = self._wl(i).forward_parts(parts, state["weight"][i])
-            dw = wout[..., m].mean(1)  # eq. 8: average over the minibatch
-            bf = torch.cat([msg, b.unsqueeze(1).unsqueeze(-1).expand(bsz, nb, n_o, 1)], dim=-1)
-            bout, new_state["bias"][i] = self._bl(i)(self._std(self._norm(self.b_std, i), bf), state["bias"][i])
-            db = bout[..., 0].mean(1)
-            if self.normalize:
-                dw = self._norm(self.w_scale, i)(dw, w)
-                db = self._norm(self.b_scale, i)(db, w)
+            if learned:
+                # weight nodes: [m_j, w_ij, x_i], broadcast to (B, N, n_in, n_out, M+2) but never materialised:
+                # the blocks are per (example, output unit), per synapse and per (example, input unit)
+                parts = [msg.unsqueeze(2), w.unsqueeze(1).unsqueeze(-1), h.unsqueeze(-1).unsqueeze(-1)]
+                if self.normalize:
+                    parts = self._norm(self.w_std, i).forward_parts(parts)
+                wout, new_state["weight"][i] = self._wl(i).forward_parts(parts, state["weight"][i])
+                dw = wout[..., m].mean(1)  # eq. 8: average over the minibatch
+                bf = torch.cat([msg, b.unsqueeze(1).unsqueeze(-1).expand(bsz, nb, n_o, 1)], dim=-1)
+                bout, new_state["bias"][i] = self._bl(i)(self._std(self._norm(self.b_std, i), bf), state["bias"][i])
+                db = bout[..., 0].mean(1)
+                if self.normalize:
+                    dw = self._norm(self.w_scale, i)(dw, w)
+                    db = self._norm(self.b_scale, i)(db, w)
+            if res:  # SGD's update on the mean loss, −lr·mean_n m⁰_j·x_i, plus the gated learned update
+                lr = self.log_lr[min(i, self.num_layers - 1)].exp()
+                m0 = msg[..., 0]  # (B, N, n_out)
+                sgd_w = torch.bmm(h.transpose(1, 2), m0).mul_(-lr / nb)
+                sgd_b = m0.mean(1).mul_(-lr)
+                if learned:
+                    k = min(i, self.num_layers - 1)
+                    dw = sgd_w + self._gain(self.gain_w[k]) * dw
+                    db = sgd_b + self._gain(self.gain_b[k]) * db
+                else:
+                    dw, db = sgd_w, sgd_b
             new_params[2 * i], new_params[2 * i + 1] = w + dw, b + db
             if i > 0:
-                msg = wout[..., :m].mean(3)  # eq. 9: average over the fan-out -> (B, N, n_in, M)
-                af = torch.cat([msg, pre[i - 1].unsqueeze(-1)], dim=-1)
-                msg, new_state["act"][i - 1] = self.act_learner(self._std(self.act_std, af), state["act"][i - 1])
+                back = wout[..., :m].mean(3) if learned else None  # eq. 9: fan-out average -> (B, N, n_in, M)
+                if res:  # channel 0: the back-propagated error Σ_j m⁰_j·w_ij (= mean_j of K·m⁰_j·w_ij)
+                    back = _residual(torch.bmm(msg[..., 0], w.transpose(1, 2)), back, self._gain(self.gain_wmsg), m)
+                msg = back
+                if learned:
+                    af = torch.cat([msg, pre[i - 1].unsqueeze(-1)], dim=-1)
+                    msg, new_state["act"][i - 1] = self.act_learner(self._std(self.act_std, af), state["act"][i - 1])
+                if res:  # channel 0: m⁰·σ'(z) with the rule's own derivative of the stored pre-activation
+                    deriv = _DERIVATIVES[self.residual_derivative](pre[i - 1])
+                    msg = _residual(back[..., 0] * deriv, msg if learned else None, self._gain(self.gain_act), m)
             if not torch.isfinite(msg).all() or not (torch.isfinite(dw).all() and torch.isfinite(db).all()):
                 raise NumericalError(f"MPLP produced non-finite messages or updates at layer {i + 1}")
         return new_params, new_state, losses
+
+
+def _residual(sgd: Tensor, learned: Tensor | None, gain: Tensor, m: int) -> Tensor:
+    """Message of the residual form: the SGD signal ``sgd`` (…) in channel 0 of M, plus gain·learned (…, M)."""
+    base = F.pad(sgd.unsqueeze(-1), (0, m - 1))
+    return base if learned is None else base + gain * learned
 
 
 # ------------------------------------------------------------------------------- hand-set SGD rule
