@@ -156,13 +156,30 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable in checkpoint meta: {value!r}")
 
 
+def _set_aside_best(run_dir: Path) -> Path | None:
+    """A complete ``best/`` that a killed save moved aside (``.trash-best-*``) before moving the new one in."""
+    if (run_dir / BEST_DIR).exists():
+        return None
+    for child in sorted(run_dir.glob(f".trash-{BEST_DIR}-*")):
+        if (child / META_FILE).is_file():
+            return child
+    return None
+
+
 def clean_temporary(run_dir: str | Path) -> None:
-    """Remove temporary directories a killed process left behind in ``run_dir``."""
+    """Remove temporary directories a killed process left behind in ``run_dir``.
+
+    A ``best/`` that was moved aside by a save killed before the new one replaced it is put back.
+    """
     run_dir = Path(run_dir)
-    if run_dir.is_dir():
-        for child in run_dir.iterdir():
-            if child.is_dir() and (child.name.startswith(".tmp-") or child.name.startswith(".trash-")):
-                shutil.rmtree(child, ignore_errors=True)
+    if not run_dir.is_dir():
+        return
+    aside = _set_aside_best(run_dir)
+    if aside is not None:
+        os.replace(aside, run_dir / BEST_DIR)
+    for child in run_dir.iterdir():
+        if child.is_dir() and (child.name.startswith(".tmp-") or child.name.startswith(".trash-")):
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -185,11 +202,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the ``keep_last`` newest ``step-*`` checkpoints; ``best/`` is never touched."""
+    """Delete all but the ``keep_last`` newest ``step-*`` checkpoints; ``best/`` is never touched.
+
+    Each is first renamed to a hidden ``.trash-*`` name, so a kill mid-deletion leaves no half-deleted
+    ``step-*`` (``clean_temporary`` removes the rest).
+    """
     found = step_checkpoints(run_dir)
     removed = []
     for _, path in found[: max(0, len(found) - keep_last)]:
-        shutil.rmtree(path, ignore_errors=True)
+        trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
         removed.append(path)
     return removed
 
@@ -205,6 +228,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"a checkpoint is a directory with {META_FILE}; got the file {path}")
     if (path / BEST_DIR / META_FILE).is_file():
         return path / BEST_DIR
+    aside = _set_aside_best(path)  # a save of best/ was killed between its two renames
+    if aside is not None:
+        return aside
     latest = latest_checkpoint(path)
     if latest is None:
         raise CheckpointError(f"no checkpoint in {path}: missing {path / META_FILE} and no step-*/ or best/ inside")

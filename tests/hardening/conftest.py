@@ -1,6 +1,11 @@
-"""Hardening tests decode into a temp cache folder (never the user's cache)."""
+"""Hardening tests decode into a temp cache folder (never the user's cache); helpers import from here."""
+
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)
