@@ -135,3 +135,19 @@ def test_generation_from_perturbed_keys_stays_near_the_key(gen):
     keys = torch.zeros(2, kpp.config.reads, 3)
     near = kpp.generate(state, 4, kpp.perturbed_keys(keys, 4, scale=1e-4))
     assert torch.allclose(near[:, 0], near[:, 3], atol=1e-3)
+
+
+def test_key_options_free_bits_init_and_write_embed(gen):
+    """Issue 13 options: the key log-variance init lands in the key net's bias; free bits raise the training
+    loss above the exact negative ELBO only through the key KL; a wider pooled write embedding keeps shapes."""
+    x = binary(gen)
+    exact = small(encoder_norm="group", key_spectral=False, key_logvar_init=-3.0).eval()
+    _, _, logvar = exact._keys(exact._embed(x), sample=False)
+    assert torch.allclose(logvar, torch.full_like(logvar, -3.0), atol=0.5)
+    freebits = small(key_spectral=False, key_logvar_init=0.0, kl_y_free_bits=0.5)
+    torch.manual_seed(1)
+    loss, logs = freebits.loss(EpisodeBatch(patterns=x))
+    # at the prior every key dim has KL ≈ 0 < λ: the loss pays λ per dim (6 dims) on top of rec + kl_z
+    assert abs(float(loss) - float(logs["nll"] - logs["kl_y"]) - 0.5 * 6) < 0.05
+    wide = small(write_embed=32)
+    assert wide.write(x).memory.shape == small().write(x).memory.shape

@@ -52,7 +52,6 @@ from engramlab.memories.kanerva.coders import (
     likelihood_and_encoder,
     reparameterise,
     split_gaussian,
-    standard_normal_kl,
 )
 from engramlab.nn.spatial_transformer import crop, squash_keys
 
@@ -68,6 +67,12 @@ class KanervaPlusConfig(ImageCodersConfig):
     dense_width: width of the 3-layer spectrally normalised dense nets [512].
     writer: "block" (spatial-transformer reads, the paper's model) or "dense" (§4.2 ablation).
     read_steps: iterations of the iterative read. key_min_scale: smallest window half-width.
+    key_spectral: spectral normalisation of the key network's layers (App. E: every dense model) [True].
+    key_logvar_init: initial bias of the key log-variances (None: PyTorch's default init, ≈ 0 = the prior's).
+    kl_y_free_bits: free bits (Kingma et al. 2016) on KL[q(Y_t|X) ‖ N(0, I)] in the *training loss* only: each of
+        the 3K key dims pays max(KL_dim, λ), batch-averaged; 0 = the paper's loss. Reported ELBOs keep the exact KL.
+    write_embed: 0 = pool the encoder's embedding (paper, §3.3); > 0 = pool a per-frame 2-layer MLP of that width
+        (ReLU) of the embedding instead, so the pooled summary is wider than the CPU-sized encoder's (a deviation).
     """
 
     latent: int = 64
@@ -81,6 +86,10 @@ class KanervaPlusConfig(ImageCodersConfig):
     writer: Literal["block", "dense"] = "block"
     read_steps: int = 10
     key_min_scale: float = 0.1
+    key_spectral: bool = True
+    key_logvar_init: float | None = None
+    kl_y_free_bits: float = 0.0
+    write_embed: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_size < 8 or self.memory_size & (self.memory_size - 1):
@@ -157,13 +166,23 @@ class KanervaPlus(Memory):
             raise BadConfig(f"Kanerva++ needs images at least 8×8 with sides divisible by 4, got {h}×{w}")
         d = self.encoder.out_dim
         self.z_posterior = nn.Linear(d, 2 * cfg.latent)  # q(z_t|X), the stable top branch (§3.5)
-        self.key_posterior = dense([d, cfg.dense_width, cfg.dense_width, 2 * 3 * cfg.reads])  # q(Y_t|X), Eq. 6
+        key_sizes = [d, cfg.dense_width, cfg.dense_width, 2 * 3 * cfg.reads]
+        self.key_posterior = dense(key_sizes, spectral=cfg.key_spectral)  # q(Y_t|X), Eq. 6
+        if cfg.key_logvar_init is not None:
+            with torch.no_grad():  # the last layer's outputs are [means (3K), log-variances (3K)]
+                self.key_posterior[-1].bias[3 * cfg.reads :] = cfg.key_logvar_init
         self.memory_floats_ = cfg.memory_channels * cfg.memory_size**2
+        self.write_head = None
+        if cfg.write_embed > 0:  # per-frame φ(e_t) before pooling (deviation, see the config)
+            self.write_head = nn.Sequential(
+                nn.Linear(d, cfg.write_embed), nn.ReLU(), nn.Linear(cfg.write_embed, cfg.write_embed)
+            )
+        w_in = cfg.write_embed or d
         if cfg.writer == "block":
-            self.writer = MemoryWriter(d, cfg.memory_channels, cfg.memory_size, cfg.writer_width)
+            self.writer = MemoryWriter(w_in, cfg.memory_channels, cfg.memory_size, cfg.writer_width)
             self.prior = BlockPrior(cfg.reads * cfg.memory_channels, cfg.window, cfg.latent, cfg.prior_width)
         else:  # §4.2: an equally sized dense memory and a dense prior on [memory, keys]
-            self.writer = dense([d, cfg.dense_width, cfg.dense_width, self.memory_floats_])
+            self.writer = dense([w_in, cfg.dense_width, cfg.dense_width, self.memory_floats_])
             self.prior = dense([self.memory_floats_ + 3 * cfg.reads, cfg.dense_width, cfg.dense_width, 2 * cfg.latent])
         self.decoder = ImageDecoder(cfg.latent, self.likelihood.param_channels(c), (h, w), cfg.decoder_width)
 
@@ -192,6 +211,8 @@ class KanervaPlus(Memory):
         return mu.reshape(b, n, -1), logvar.reshape(b, n, -1)
 
     def _write_embedded(self, e: Tensor) -> KanervaPlusState:
+        if self.write_head is not None:
+            e = self.write_head(e)
         return KanervaPlusState(memory=self.writer(e.mean(1)))  # pool over the episode, then write (§3.3)
 
     # -- the protocol --------------------------------------------------------------------------
@@ -242,6 +263,10 @@ class KanervaPlus(Memory):
         ``write_from`` (B, T', C, H, W): write the memory from these episodes instead of ``episode``
         (the memory-swap test, ``engramlab.evaluation.swap``); q(z|X) and q(Y|X) still see ``episode``.
         """
+        return self._terms(episode, sample, write_from)[0]
+
+    def _terms(self, episode: Tensor, sample: bool, write_from: Tensor | None) -> tuple[dict[str, Tensor], Tensor]:
+        """``elbo_terms`` and the per-dim key KL (B, T, 3K)."""
         self.check_patterns(episode)
         e = self._embed(episode)
         if write_from is None:
@@ -254,13 +279,17 @@ class KanervaPlus(Memory):
         z = reparameterise(z_mu, z_logvar, sample)
         rec = self.likelihood.log_prob(self.decoder(z), episode)
         kl_z = gaussian_kl(z_mu, z_logvar, prior_mu, prior_logvar)
-        kl_y = standard_normal_kl(key_mu.flatten(-2), key_logvar.flatten(-2))
-        return {"rec": rec, "kl_z": kl_z, "kl_y": kl_y, "nll": -(rec - kl_z - kl_y)}
+        kl_y_dims = 0.5 * (key_logvar.exp() + key_mu.square() - 1.0 - key_logvar).flatten(-2)
+        kl_y = kl_y_dims.sum(-1)
+        return {"rec": rec, "kl_z": kl_z, "kl_y": kl_y, "nll": -(rec - kl_z - kl_y)}, kl_y_dims
 
     def loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative conditional ELBO per image (nats), averaged over frames and episodes."""
-        terms = self.elbo_terms(batch.patterns)
+        terms, kl_y_dims = self._terms(batch.patterns, True, None)
         loss = terms["nll"].mean()
+        if self.config.kl_y_free_bits > 0:  # free bits: Σ_dim max(batch-mean KL_dim, λ) replaces the key KL
+            free = kl_y_dims.flatten(0, 1).mean(0).clamp(min=self.config.kl_y_free_bits).sum()
+            loss = loss - terms["kl_y"].mean() + free
         return loss, {k: v.mean().detach() for k, v in terms.items()}
 
     def memory_floats(self, episode_length: int | None = None) -> int:
