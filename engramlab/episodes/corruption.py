@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,8 +166,8 @@ def block(
 def gaussian(x: Tensor, generator: torch.Generator, std: float = 0.1, value_range=None, clamp: bool = True) -> Result:
     """Additive Gaussian noise x + std·N(0,1), clamped to the data range unless clamp=False."""
     _check(x)
-    if std < 0:
-        raise BadConfig(f"gaussian std must be ≥ 0, got {std}")
+    if not 0 <= std < math.inf:  # also refuses NaN, which would make every query NaN
+        raise BadConfig(f"gaussian std must be a finite number ≥ 0, got {std}")
     low, high = _range(x, value_range)
     out = x + std * _randn(tuple(x.shape), x, generator)
     out = out.clamp(low, high) if clamp else out
@@ -176,8 +177,8 @@ def gaussian(x: Tensor, generator: torch.Generator, std: float = 0.1, value_rang
 def speckle(x: Tensor, generator: torch.Generator, std: float = 0.2, value_range=None, clamp: bool = True) -> Result:
     """Multiplicative noise x·(1 + std·N(0,1)), clamped to the data range unless clamp=False."""
     _check(x)
-    if std < 0:
-        raise BadConfig(f"speckle std must be ≥ 0, got {std}")
+    if not 0 <= std < math.inf:
+        raise BadConfig(f"speckle std must be a finite number ≥ 0, got {std}")
     low, high = _range(x, value_range)
     out = x + x * std * _randn(tuple(x.shape), x, generator)
     out = out.clamp(low, high) if clamp else out
@@ -187,8 +188,8 @@ def speckle(x: Tensor, generator: torch.Generator, std: float = 0.2, value_range
 def poisson(x: Tensor, generator: torch.Generator, scale: float = 50.0, value_range=None, clamp: bool = True) -> Result:
     """Shot noise: low + Poisson((x − low)·scale)/scale (mean-preserving), clamped unless clamp=False."""
     _check(x)
-    if not scale > 0:
-        raise BadConfig(f"poisson scale must be > 0, got {scale}")
+    if not 0 < scale < math.inf:
+        raise BadConfig(f"poisson scale must be a finite number > 0, got {scale}")
     low, high = _range(x, value_range)
     rate = ((x - low) * scale).clamp(min=0)
     if generator.device == rate.device:
