@@ -17,6 +17,7 @@ TINY = {
     "val_batches": 1,
     "test_batches": 1,
     "curriculum": True,
+    "transfer_T": [3],
     "ebmm": {
         "hidden_size": 80,
         "hops": 2,
@@ -49,6 +50,7 @@ def test_ladder_writes_curves_baselines_diagnostics_and_figure_and_resumes(tmp_p
         assert {"stored_below_query", "drift_hamming", "write_specificity", "swap_hamming"} <= set(
             data["extra"]["diagnostics"][str(T)]
         )
+    assert ("ebmm (trained at T=2)", 3) in models and ("pseudo-inverse", 3) in models
     assert data["preset"] == "quick" and data["figures"] == ["quick-hamming-vs-steps.png"]
     # --resume over finished rungs retrains nothing and reproduces the rows
     run_suite("ebmm-ladder", quick=True, out_root=tmp_path, progress=False, resume=True)
