@@ -137,7 +137,7 @@ def parse_value(text: str) -> Any:
         return None
     try:
         return json.loads(lowered)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep brackets
         return text
 
 
