@@ -12,7 +12,7 @@ download so it can be pinned: "compute and pin them when first downloaded").
 Example::
 
     download("mnist", "/data")            # fetches the missing MNIST files into /data/mnist
-    for path, status in check("/data"):   # status: ok | missing | mismatch | unverified
+    for path, status in check("/data"):   # status: ok | missing | mismatch | unverified | not-a-file
         print(path, status)
 """
 
@@ -159,9 +159,12 @@ def _digests(path: Path) -> tuple[str, str]:
 
 
 def verify(path: Path, remote: RemoteFile) -> str:
-    """'ok' (a known sha256 or the md5 matches), 'mismatch', 'unverified' (no checksum known) or 'missing'."""
+    """'ok' (a known sha256 or the md5 matches), 'mismatch', 'unverified' (no checksum known), 'missing'
+    or 'not-a-file' (a folder, FIFO or device where the file should be)."""
     if not Path(path).exists():
         return "missing"
+    if not Path(path).is_file():  # a folder, FIFO or device: hashing it would fail or never end
+        return "not-a-file"
     if not remote.sha256 and remote.md5 is None:
         return "unverified"
     sha, md5 = _digests(Path(path))

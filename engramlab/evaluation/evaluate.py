@@ -125,7 +125,7 @@ def load_images(paths: list[Path], pattern_shape: tuple[int, ...]) -> Tensor:
                 arrays.append(np.asarray(img, dtype=np.float32) / 255.0)
         except FileNotFoundError as e:
             raise DataError(f"image file not found: {path}") from e
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot read image {path}: {e}") from e
     x = torch.from_numpy(np.stack(arrays))
     x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)

@@ -32,3 +32,16 @@ def test_creates_missing_parent_folders(tmp_path):
     with atomic_path(dest) as tmp:
         tmp.write_text("hi")
     assert dest.read_text() == "hi"
+
+
+def test_the_file_gets_the_mode_a_plain_open_would_give(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"data")
+        (tmp_path / "plain.bin").write_bytes(b"data")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o640

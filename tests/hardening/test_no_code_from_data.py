@@ -231,3 +231,36 @@ def test_an_absolute_tar_member_lands_inside_the_target(tmp_path):
         download._safe_extract(tar, target)  # the "data" filter strips the leading '/'
     assert not outside.exists()
     assert [p.name for p in target.rglob("*") if p.is_file()] == ["outside.txt"]
+
+
+def huge_png_header(width, height):
+    """A PNG that only declares its size (a decompression bomb as far as PIL's open() can tell)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_an_image_declaring_a_huge_size_is_a_data_error(tmp_path):
+    from engramlab.evaluation.evaluate import load_images
+
+    (tmp_path / "bomb.png").write_bytes(huge_png_header(40000, 40000))
+    with pytest.raises(DataError, match="bomb.png"):
+        load_images([tmp_path / "bomb.png"], (1, 8, 8))  # what `engram read --images` uses
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    (folder / "bomb.png").write_bytes(huge_png_header(40000, 40000))
+    with pytest.raises(DataError, match="bomb.png"):
+        load_dataset("image_folder", "test", data_dir=tmp_path, path=folder)
+
+
+def test_data_check_reports_a_fifo_instead_of_hashing_it_forever(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    os.mkfifo(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz")
+    status = dict(download.check(tmp_path, ["mnist"]))
+    assert status["mnist/t10k-images-idx3-ubyte.gz"] == "not-a-file"
+    assert status["mnist/t10k-labels-idx1-ubyte.gz"] == "missing"
