@@ -62,3 +62,29 @@ def test_mplp_ebmm_suite_compares_both_rules_and_the_query_on_the_same_episodes(
     assert data["rows"][1]["memory_floats"] == data["rows"][2]["memory_floats"]
     assert {r["train_steps"] for r in data["rows"][1:]} == {1}
     assert data["figures"] == ["quick-hamming-by-rule.png"]
+
+
+@pytest.mark.slow
+def test_mnist_cpu_preset_trains_the_residual_rule_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    from engramlab.evaluation.bench import run_suite
+    from engramlab.evaluation.suites import mplp_mnist
+
+    tiny = {"outer_steps": 2, "monitor_every": 1, "monitor_tasks": 1, "curriculum": 2, "test_tasks": 2}
+    tiny |= {"big_test_tasks": 1, "eval_tasks_per_batch": 2, "val_tasks": 2, "val_batches": 1}
+    monkeypatch.setattr(mplp_mnist, "CPU", {**mplp_mnist.CPU, **tiny})
+    monkeypatch.setattr(mplp_mnist, "SGD_GRID", [0.3, 1.0])
+    monkeypatch.setattr(mplp_mnist, "ADAM_GRID", [0.01, 0.03])
+    run_suite("mplp-mnist", preset="cpu", out_root=tmp_path, progress=False)
+    data = json.loads((tmp_path / "mplp-mnist" / "cpu.json").read_text())
+    models = {r["model"] for r in data["rows"]}
+    assert {"MPLP residual (GRU 7, msg 4)", "SGD, meta-learned per-layer rates"} <= models
+    assert any(m.startswith("Adam (val-best lr at each step)") for m in models)
+    assert [r["step"] for r in data["extra"]["meta_curve"]] == [1, 2]
+    assert "val_acc@20" in data["extra"]["meta_curve"][-1]
+    assert (tmp_path / "mplp-mnist" / "cpu-work" / "mplp.pt").exists()
+    monkeypatch.setattr(mplp_mnist, "CPU", {**mplp_mnist.CPU, "outer_steps": 3})
+    run_suite("mplp-mnist", preset="cpu", out_root=tmp_path, progress=False, resume=True)
+    data = json.loads((tmp_path / "mplp-mnist" / "cpu.json").read_text())
+    assert [r["step"] for r in data["extra"]["meta_curve"]] == [1, 2, 3]  # continued, not restarted

@@ -9,12 +9,13 @@ import torch
 from torch import Tensor
 
 from engramlab.evaluation.metrics import mean_ci
-from engramlab.rules.mplp.meta import baseline_curves, tune_lr
+from engramlab.rules.mplp.meta import baseline_curves, lr_curves, pick_lr
 
 log = logging.getLogger(__name__)
 
 # Widened after the first runs picked SGD lr 1 (then the grid's top) on MNIST: both grids now reach past the
-# best values seen, and a best lr at a grid edge is logged and flagged in the result (``at_edge``).
+# best values seen, and a best lr at a grid edge is logged and flagged in the result (``at_edge``). Suites may
+# pass finer grids (mplp-mnist does).
 SGD_GRID = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 ADAM_GRID = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 
@@ -31,20 +32,49 @@ def evaluate_curves(fn: Callable, source, batches: int) -> tuple[Tensor, Tensor 
 
 
 def tuned_baselines(
-    val_source, test_source, sizes: Sequence[int], activation: str, loss: str, batches: int, val_batches: int = 2
+    val_source,
+    test_source,
+    sizes: Sequence[int],
+    activation: str,
+    loss: str,
+    batches: int,
+    val_batches: int = 2,
+    grids: dict[str, Sequence[float]] | None = None,
+    init: str = "torch",
+    per_step: bool = False,
 ):
-    """SGD and Adam with lrs tuned on validation tasks; returns {name: (losses, accs, lr, grid scores)}."""
+    """SGD and Adam with lrs tuned on validation tasks; returns {name: (losses, accs, lr, grid scores)}.
+
+    The lr is the one with the best *final* held-out score on the validation tasks: highest accuracy for
+    classification ("ce"), lowest loss otherwise (``tune_lr``). ``grids`` overrides SGD_GRID / ADAM_GRID
+    ({"sgd": [...], "adam": [...]}); ``init`` is the task networks' init scheme. ``per_step`` adds, per
+    optimiser, an envelope row "… (val-best lr at each step)": for every inner step t the test curve at t
+    of the lr that was best on validation at t (a separately tuned lr for each reported step).
+    """
+    grids = {"sgd": SGD_GRID, "adam": ADAM_GRID, **(grids or {})}
+    metric = "acc" if loss == "ce" else "loss"
     out = {}
-    for method, grid in (("sgd", SGD_GRID), ("adam", ADAM_GRID)):
-        best, scores = tune_lr(val_source, sizes, method, grid, activation, loss, batches=val_batches)
+    for method in ("sgd", "adam"):
+        grid = grids[method]
+        val = lr_curves(val_source, sizes, method, grid, activation, loss, val_batches, init)
+        best = pick_lr(val, -1, metric)
+        scores = {lr: float(c[1 if metric == "acc" else 0][-1]) for lr, c in val.items()}
         log.info("%s lr grid %s -> %s", method, scores, best)
         if best in (min(grid), max(grid)):
             log.warning("%s: the best lr %g is at the edge of the grid %s", method, best, grid)
             scores = {**scores, "at_edge": best}
-        curves = evaluate_curves(
-            lambda b, m=method, lr=best: baseline_curves(b, sizes, m, lr, activation, loss), test_source, batches
-        )
-        out[f"{method.upper() if method == 'sgd' else 'Adam'} (lr {best:g})"] = (*curves, best, scores)
+        label = "SGD" if method == "sgd" else "Adam"
+        picks = [pick_lr(val, t, metric) for t in range(len(val[best][0]))] if per_step else [best]
+        test = {}
+        for lr in sorted(set(picks)):
+            run = lambda b, m=method, lr=lr: baseline_curves(b, sizes, m, lr, activation, loss, init)  # noqa: E731
+            test[lr] = evaluate_curves(run, test_source, batches)
+        out[f"{label} (lr {best:g})"] = (*test[best], best, scores)
+        if per_step:
+            cols = range(len(picks))
+            losses = torch.stack([test[picks[t]][0][:, t] for t in cols], 1)
+            accs = torch.stack([test[picks[t]][1][:, t] for t in cols], 1) if test[best][1] is not None else None
+            out[f"{label} (val-best lr at each step)"] = (losses, accs, picks, scores)
     return out
 
 
@@ -83,7 +113,7 @@ def plot_curves(path, curves: dict[str, Tensor], ylabel: str, title: str) -> Non
     plt.close(fig)
 
 
-def plot_meta_curves(path, curves: dict[str, list[dict]], key: str = "loss") -> None:
+def plot_meta_curves(path, curves: dict[str, list[dict]], key: str = "loss", log_scale: bool = True) -> None:
     """Meta-training curves (windowed mean of the meta-loss) of each meta-trained model."""
     import matplotlib
 
@@ -96,7 +126,8 @@ def plot_meta_curves(path, curves: dict[str, list[dict]], key: str = "loss") -> 
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
     ax.set_xlabel("outer step")
     ax.set_ylabel(f"meta-training {key}")
-    ax.set_yscale("log")
+    if log_scale:
+        ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
