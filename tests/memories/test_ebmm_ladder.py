@@ -62,3 +62,22 @@ def test_ladder_writes_curves_baselines_diagnostics_and_figure_and_resumes(tmp_p
 def test_ladder_has_no_unknown_preset(tmp_path, tiny_ladder):
     with pytest.raises(BadConfig, match="no 'nope' preset|unknown bench preset"):
         run_suite("ebmm-ladder", preset="nope", out_root=tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_one_stored_string_is_recalled_within_minutes(tmp_path):
+    """The ladder's base rung with the cpu settings: one 128-bit string, 10% flips, Hamming ≤ 0.01 on the
+    fixed validation episodes within 1500 meta-steps (about 5 CPU-minutes), and its stored pattern is a
+    fixed point of the read."""
+    import torch
+
+    from engramlab.evaluation.bench import BenchContext
+    from engramlab.evaluation.suites.ebmm_ladder import CPU, source, train_rung
+    from engramlab.memories.base import build_memory
+    from engramlab.memories.ebmm.diagnostics import fixed_point_drift
+
+    ctx = BenchContext("ebmm-ladder", False, 0, torch.device("cpu"), tmp_path, preset="cpu", progress=False)
+    memory = build_memory("ebmm-strings", (128,), **CPU["ebmm"])
+    train = train_rung(memory, 1, CPU, ctx)
+    assert min(train["curve_hamming"]) <= 0.01
+    assert fixed_point_drift(memory, source(1, 16, "test", 0, 16).batch(0))["drift_hamming"] <= 0.001

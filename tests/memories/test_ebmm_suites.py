@@ -35,13 +35,19 @@ TINY_EBMM = {"hidden_size": 80, "hops": 2, "write_steps": 1, "read_steps": 2, "w
 
 
 def test_strings_suite_writes_rows_for_every_model_and_the_speed(tmp_path, monkeypatch):
+    from engramlab.evaluation.suites import ebmm_ladder as ladder
     from engramlab.evaluation.suites import ebmm_strings as suite
 
-    monkeypatch.setattr(suite, "QUICK", {**suite.QUICK, "T": [4], "steps": 2, "test_batches": 1, "ebmm": TINY_EBMM})
+    tiny_ladder = {**ladder.QUICK, "T": [1, 2], "steps": 2, "batch_size": 2, "eval_every": 1, "val_batches": 1}
+    monkeypatch.setattr(ladder, "QUICK", {**tiny_ladder, "ebmm": TINY_EBMM})
+    monkeypatch.setattr(suite, "QUICK", {**suite.QUICK, "T": [2, 3], "test_batches": 1})
     run_suite("ebmm-strings", quick=True, out_root=tmp_path, progress=False)
     data = json.loads(next((tmp_path / "ebmm-strings").glob("*.json")).read_text())
     models = {r["model"] for r in data["rows"]}
     assert {"ebmm", "hebbian", "storkey", "pseudo-inverse", "modern", "query (no read)"} <= models
+    ebmm = {r["T"]: r for r in data["rows"] if r["model"] == "ebmm"}
+    assert ebmm[2]["trained_at_T"] == 2 and ebmm[3]["trained_at_T"] == 2  # T = 3 read with the last rung
+    assert (tmp_path / "ebmm-ladder" / "quick-work" / "T2" / "log.csv").is_file()  # the ladder's own folder
     assert data["extra"]["speed"]["episodes"] == 16 and data["extra"]["speed"]["batched_speedup"] > 0
 
 

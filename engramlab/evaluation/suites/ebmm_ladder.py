@@ -25,12 +25,14 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites.ebmm_common import PAPER_TRAIN, evaluate, query_error
-from engramlab.memories.base import build_memory
+from engramlab.memories.base import Memory, build_memory
 from engramlab.memories.ebmm.diagnostics import diagnose
 from engramlab.training import TrainConfig, Trainer
 from engramlab.training import checkpoint as ckpt
@@ -123,10 +125,12 @@ def _curve(log_path) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r["val_hamming"]) for r in rows]
 
 
-def train_rung(memory, T: int, budget: dict[str, Any], ctx: BenchContext) -> dict[str, Any]:
-    """Meta-train ``memory`` on rung T (checkpointed under ctx.work_dir/T<T>, resumable); load its
-    best-validation state; return the curve and timings."""
-    run_dir = ctx.work_dir / f"T{T}"
+def train_rung(
+    memory, T: int, budget: dict[str, Any], ctx: BenchContext, work_dir: Path | None = None, resume: bool | None = None
+) -> dict[str, Any]:
+    """Meta-train ``memory`` on rung T (checkpointed under ``work_dir``/T<T>, default ctx.work_dir;
+    resumable); load its best-validation state; return the curve and timings."""
+    run_dir = (work_dir or ctx.work_dir) / f"T{T}"
     steps = per_rung(budget["steps"], T)
     config = TrainConfig(
         steps=steps,
@@ -148,7 +152,7 @@ def train_rung(memory, T: int, budget: dict[str, Any], ctx: BenchContext) -> dic
         device=ctx.device,
         progress=ctx.progress,
         seed=ctx.seed,
-        resume=ctx.resume,
+        resume=ctx.resume if resume is None else resume,
         handle_signals=False,
     )
     result = trainer.fit()
@@ -164,18 +168,28 @@ def train_rung(memory, T: int, budget: dict[str, Any], ctx: BenchContext) -> dic
     }
 
 
+def climb(
+    budget: dict[str, Any], ctx: BenchContext, work_dir: Path | None = None, resume: bool | None = None
+) -> Iterator[tuple[int, Memory, dict[str, Any]]]:
+    """Train the rungs of ``budget["T"]`` in order (each from the previous rung's best state when
+    ``budget["curriculum"]``); yields (T, trained memory, training record) after each rung."""
+    previous = None
+    for T in budget["T"]:
+        memory = build_memory("ebmm-strings", (DIM,), **budget["ebmm"]).to(ctx.device)
+        if budget["curriculum"] and previous is not None:
+            memory.load_state_dict(previous.state_dict())
+        train = train_rung(memory, T, budget, ctx, work_dir, resume)
+        previous = memory
+        yield T, memory, train
+
+
 @register_suite("ebmm-ladder", "EBMM on T = 1, 2, 4, ... 32 strings: learning curves vs Hopfield rules and diagnostics")
 def ebmm_ladder(ctx: BenchContext) -> BenchResult:
     budget = ctx.budget(quick=QUICK, cpu=CPU, full=FULL)
     if not ctx.resume and ctx.work_dir.exists():
         shutil.rmtree(ctx.work_dir)  # without --resume the suite starts over
     rows, panels, diagnostics, curves = [], [], {}, {}
-    previous = None
-    for T in budget["T"]:
-        memory = build_memory("ebmm-strings", (DIM,), **budget["ebmm"]).to(ctx.device)
-        if budget["curriculum"] and previous is not None:
-            memory.load_state_dict(previous.state_dict())
-        train = train_rung(memory, T, budget, ctx)
+    for T, memory, train in climb(budget, ctx):
         previous = memory
         test = source(T, EVAL_BATCH, "test", ctx.seed, budget["queries"]).fixed_batches(budget["test_batches"])
         stats = evaluate(memory, test, ctx.device)
