@@ -264,3 +264,24 @@ def test_data_check_reports_a_fifo_instead_of_hashing_it_forever(tmp_path):
     status = dict(download.check(tmp_path, ["mnist"]))
     assert status["mnist/t10k-images-idx3-ubyte.gz"] == "not-a-file"
     assert status["mnist/t10k-labels-idx1-ubyte.gz"] == "missing"
+
+
+def test_a_crafted_optimizer_file_in_a_checkpoint_runs_nothing(tmp_path):
+    """optimizer.pt is read with torch.load(weights_only=True): even with a matching sha256 in
+    meta.json (an attacker writes both), a pickle that calls os.system is refused."""
+    import json
+
+    from engramlab.errors import CheckpointError
+    from engramlab.training import checkpoint as ckpt
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = ckpt.save_checkpoint(tmp_path / "step-00000001", model, optimizer, {"step": 1})
+    marker = tmp_path / "ran"
+    torch.save({"state": Payload(os.system, f"touch {shlex.quote(str(marker))}")}, path / ckpt.OPTIMIZER_FILE)
+    meta = json.loads((path / ckpt.META_FILE).read_text())
+    meta["files"][ckpt.OPTIMIZER_FILE] = ckpt._sha256(path / ckpt.OPTIMIZER_FILE)
+    (path / ckpt.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="optimizer.pt"):
+        ckpt.load_optimizer(path, optimizer)
+    assert not marker.exists()
