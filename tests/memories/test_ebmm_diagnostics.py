@@ -2,6 +2,9 @@
 diagnostics (energy order, fixed points, projected gradient, episode-specific writes, swapped memories)
 on a trained small model and on hand-built cases where the answer is known."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from engramlab.episodes.batch import EpisodeBatch
@@ -57,3 +60,49 @@ def test_write_specificity_is_zero_when_every_episode_writes_the_same_patterns(g
     different = torch.randint(0, 2, (4, 3, 16), generator=gen).float() * 2 - 1
     batch = EpisodeBatch(patterns=different, queries=different, targets=different)
     assert diag.write_specificity(mem, batch)["write_specificity"] > 0.3
+
+
+# -- on a trained model ---------------------------------------------------------------------------------
+# tests/data/ebmm_strings_ladder_T1.safetensors: the ebmm-ladder cpu preset's best state at T = 1 (128-bit
+# strings, hidden 128, 8127 writable floats; 1500 meta-steps, validation Hamming 0.0001), trained with
+# `engram bench ebmm-ladder --preset cpu` (its run folder: results/ebmm-ladder/cpu-work/T1/best).
+TRAINED = Path(__file__).parent.parent / "data" / "ebmm_strings_ladder_T1.safetensors"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from safetensors.torch import load_file
+
+    from engramlab.evaluation.suites.ebmm_ladder import CPU_EBMM, source
+
+    memory = build_memory("ebmm-strings", (128,), **CPU_EBMM)
+    memory.load_state_dict(load_file(TRAINED))
+    return memory, source(1, 16, "test", 0, 16).batch(0)
+
+
+def test_trained_memory_reads_better_than_the_query(trained):
+    memory, batch = trained
+    own = diag.swap_error(memory, batch)["own_hamming"]
+    query = float(((batch.queries > 0) != (batch.targets > 0)).float().mean())
+    assert own < 0.02 < query
+
+
+def test_trained_energy_orders_stored_below_queries_below_random_strings(trained):
+    order = diag.energy_order(*trained)
+    assert order["stored_below_query"] >= 0.95 and order["query_below_random"] >= 0.95
+
+
+def test_trained_read_started_at_a_stored_pattern_stays_there(trained):
+    assert diag.fixed_point_drift(*trained)["drift_hamming"] <= 0.001
+
+
+def test_trained_projected_gradient_is_small_at_stored_patterns(trained):
+    s = diag.stationarity(*trained)
+    assert s["projected_grad_norm_stored"] < 0.1 * s["projected_grad_norm_query"]
+
+
+def test_trained_write_is_episode_specific_and_reads_need_their_own_memory(trained):
+    memory, batch = trained
+    assert diag.write_specificity(memory, batch)["write_specificity"] > 0.5
+    swap = diag.swap_error(memory, batch)
+    assert swap["swap_hamming"] > 0.1 > swap["own_hamming"]
