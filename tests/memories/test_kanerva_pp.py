@@ -148,6 +148,23 @@ def test_key_options_free_bits_init_and_write_embed(gen):
     torch.manual_seed(1)
     loss, logs = freebits.loss(EpisodeBatch(patterns=x))
     # at the prior every key dim has KL ≈ 0 < λ: the loss pays λ per dim (6 dims) on top of rec + kl_z
-    assert abs(float(loss) - float(logs["nll"] - logs["kl_y"]) - 0.5 * 6) < 0.05
+    assert abs(loss.item() - float(logs["nll"] - logs["kl_y"]) - 0.5 * 6) < 0.05
     wide = small(write_embed=32)
     assert wide.write(x).memory.shape == small().write(x).memory.shape
+
+
+def test_paste_is_the_adjoint_of_crop_and_key_write_stores_the_episode(gen):
+    from engramlab.memories.kanerva.kpp import paste
+    from engramlab.nn.spatial_transformer import crop, squash_keys
+
+    keys = squash_keys(torch.randn(2, 3, 3, generator=gen), 0.1)
+    blocks, m = torch.randn(2, 3, 2, 4, 4, generator=gen), torch.randn(2, 2, 8, 8, generator=gen)
+    lhs = (crop(m, keys, (4, 4), check=False) * blocks).sum()
+    torch.testing.assert_close(lhs, (m * paste(blocks, keys, m.shape)).sum(), rtol=1e-4, atol=1e-4)
+    model = small(key_write=True)
+    x = binary(gen)
+    loss, _ = model.loss(EpisodeBatch(patterns=x))
+    loss.backward()
+    assert model.block_writer.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # the memory depends on the episode's own frames through the pasted blocks
+        assert not torch.allclose(model.write(x).memory, model.write(x.roll(1, 0)).memory)

@@ -22,6 +22,11 @@ same number of floats written by an MLP, and the prior an MLP on [memory, keys] 
 Deviations, stated: the key sample is μ + σ·ε (Eq. 6 writes σ²⊙ε); keys are squashed into the
 memory (``squash_keys``) since the paper only says they are bounded in [-1, 1]; the decoder uses
 GroupNorm+Swish in place of EvoNormS0; K++'s optimiser (LARS+Adam, one-cycle) is not reproduced.
+Opt-in deviations studied for issue 13 (key-posterior collapse; defaults are the paper's model):
+``key_spectral=False`` (no spectral norm on the key net), ``key_logvar_init`` (key net initialised with small
+key variances), ``kl_y_free_bits`` (free bits on KL(Y) in the training loss only), ``write_embed`` (a per-frame
+MLP before the episode pooling) and ``posterior="residual"`` (q(z_t) as a residual around the memory prior,
+so the decoder cannot bypass the memory); see ``KanervaPlusConfig`` and results/kanerva-ablation/diagnostics.
 
 Example::
 
@@ -73,6 +78,16 @@ class KanervaPlusConfig(ImageCodersConfig):
         the 3K key dims pays max(KL_dim, λ), batch-averaged; 0 = the paper's loss. Reported ELBOs keep the exact KL.
     write_embed: 0 = pool the encoder's embedding (paper, §3.3); > 0 = pool a per-frame 2-layer MLP of that width
         (ReLU) of the embedding instead, so the pooled summary is wider than the CPU-sized encoder's (a deviation).
+    posterior: "top" = the paper's stable top branch q(z_t|X) = N(μ(E_t), σ²(E_t)) (§3.5); "residual" = a
+        residual posterior q(z_t|X, M̂_t, Y_t) = N(μ_p + Δμ(E_t), σ_p² · exp Δ(E_t)) around the memory prior
+        p(z_t|M̂_t, Y_t) = N(μ_p, σ_p²) (as in NVAE, Vahdat & Kautz 2020) — a deviation: the decoder's input then
+        starts from the memory readout instead of bypassing it. Still a valid conditional bound (q may depend on
+        the memory and the sampled keys).
+    key_write: block writer only (the dense ablation has no blocks and ignores it). Besides the feed-forward
+        writer, each frame writes K blocks (a linear map of its embedding) at the windows of its key *means*,
+        by the adjoint of the read (``paste``), summed over the episode: M = f_mem(pool E) + Σ_t,k paste(b_tk,
+        μ_Y,tk). A deviation from §3.3; M stays a deterministic function of X, and a read finds a frame's
+        block only if its sampled key is close to its key mean, so precise keys pay for their KL.
     """
 
     latent: int = 64
@@ -90,6 +105,8 @@ class KanervaPlusConfig(ImageCodersConfig):
     key_logvar_init: float | None = None
     kl_y_free_bits: float = 0.0
     write_embed: int = 0
+    posterior: Literal["top", "residual"] = "top"
+    key_write: bool = False
 
     def __post_init__(self) -> None:
         if self.memory_size < 8 or self.memory_size & (self.memory_size - 1):
@@ -100,6 +117,18 @@ class KanervaPlusConfig(ImageCodersConfig):
             raise BadConfig("latent, reads, memory_channels, read_steps and dlml_mixtures must be >= 1")
         if not 0 < self.key_min_scale <= 1:
             raise BadConfig(f"key_min_scale must lie in (0, 1], got {self.key_min_scale}")
+
+
+def paste(blocks: Tensor, keys: Tensor, memory_shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """The adjoint of ``crop``: blocks (B, N, C, w, w) written at the windows of keys (B, N, 3) -> (B, C, S, S),
+    summed where windows overlap (<crop(M, keys), blocks> = <M, paste(blocks, keys)> for every M).
+    Differentiable in the blocks and the keys (double backward through the bilinear sampler)."""
+    graph = torch.is_grad_enabled()  # keep the graph to the blocks and keys unless called under no_grad
+    with torch.enable_grad():
+        zero = torch.zeros(memory_shape, dtype=blocks.dtype, device=blocks.device, requires_grad=True)
+        read = crop(zero, keys, tuple(blocks.shape[-2:]), check=False)
+        (written,) = torch.autograd.grad(read, zero, grad_outputs=blocks, create_graph=graph)
+    return written if graph else written.detach()
 
 
 @dataclass
@@ -178,8 +207,11 @@ class KanervaPlus(Memory):
                 nn.Linear(d, cfg.write_embed), nn.ReLU(), nn.Linear(cfg.write_embed, cfg.write_embed)
             )
         w_in = cfg.write_embed or d
+        self.block_writer = None
         if cfg.writer == "block":
             self.writer = MemoryWriter(w_in, cfg.memory_channels, cfg.memory_size, cfg.writer_width)
+            if cfg.key_write:  # per-frame blocks written at the key windows (deviation, see the config)
+                self.block_writer = nn.Linear(d, cfg.reads * cfg.memory_channels * cfg.window**2)
             self.prior = BlockPrior(cfg.reads * cfg.memory_channels, cfg.window, cfg.latent, cfg.prior_width)
         else:  # §4.2: an equally sized dense memory and a dense prior on [memory, keys]
             self.writer = dense([w_in, cfg.dense_width, cfg.dense_width, self.memory_floats_])
@@ -211,9 +243,16 @@ class KanervaPlus(Memory):
         return mu.reshape(b, n, -1), logvar.reshape(b, n, -1)
 
     def _write_embedded(self, e: Tensor) -> KanervaPlusState:
-        if self.write_head is not None:
-            e = self.write_head(e)
-        return KanervaPlusState(memory=self.writer(e.mean(1)))  # pool over the episode, then write (§3.3)
+        pooled = (e if self.write_head is None else self.write_head(e)).mean(1)
+        memory = self.writer(pooled)  # pool over the episode, then write (§3.3)
+        if self.block_writer is not None:  # key_write: each frame's blocks at its key-mean windows
+            cfg = self.config
+            b, t = e.shape[:2]
+            key_mean = self._keys(e, sample=False)[1]
+            keys = squash_keys(key_mean, cfg.key_min_scale).reshape(b, t * cfg.reads, 3)
+            blocks = self.block_writer(e).reshape(b, t * cfg.reads, cfg.memory_channels, cfg.window, cfg.window)
+            memory = memory + paste(blocks, keys, memory.shape)
+        return KanervaPlusState(memory=memory)
 
     # -- the protocol --------------------------------------------------------------------------
     def write(self, episode: Tensor) -> KanervaPlusState:
@@ -276,6 +315,8 @@ class KanervaPlus(Memory):
         keys, key_mu, key_logvar = self._keys(e, sample)
         prior_mu, prior_logvar = self._prior(state.memory, keys)
         z_mu, z_logvar = split_gaussian(self.z_posterior(e))
+        if self.config.posterior == "residual":  # q = N(μ_p + Δμ, σ_p² e^Δ): a residual around the memory prior
+            z_mu, z_logvar = prior_mu + z_mu, (prior_logvar + z_logvar).clamp(-10.0, 6.0)
         z = reparameterise(z_mu, z_logvar, sample)
         rec = self.likelihood.log_prob(self.decoder(z), episode)
         kl_z = gaussian_kl(z_mu, z_logvar, prior_mu, prior_logvar)
