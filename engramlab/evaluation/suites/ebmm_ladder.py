@@ -168,6 +168,16 @@ def train_rung(
     }
 
 
+def reference_rows(T: int, batches: list, ctx: BenchContext) -> list[dict[str, Any]]:
+    """Rows of the classical Hopfield rules and of the query itself (no read) on ``batches``."""
+    rows = []
+    for label, name, fields in BASELINES:
+        baseline = build_memory(name, (DIM,), **fields).to(ctx.device)
+        stats = evaluate(baseline, batches, ctx.device)
+        rows.append({"model": label, "T": T, **stats, "memory_floats": baseline.memory_floats(episode_length=T)})
+    return rows + [{"model": "query (no read)", "T": T, **query_error(batches)}]
+
+
 def climb(
     budget: dict[str, Any], ctx: BenchContext, work_dir: Path | None = None, resume: bool | None = None
 ) -> Iterator[tuple[int, Memory, dict[str, Any]]]:
@@ -211,19 +221,8 @@ def ebmm_ladder(ctx: BenchContext) -> BenchResult:
             }
         )
         val_batches = source(T, EVAL_BATCH, "val", ctx.seed, budget["queries"]).fixed_batches(budget["val_batches"])
-        lines = {"query": query_error(val_batches)["hamming"]}
-        for label, name, fields in BASELINES:
-            baseline = build_memory(name, (DIM,), **fields).to(ctx.device)
-            rows.append(
-                {
-                    "model": label,
-                    "T": T,
-                    **evaluate(baseline, test, ctx.device),
-                    "memory_floats": baseline.memory_floats(episode_length=T),
-                }
-            )
-            lines[label] = evaluate(baseline, val_batches, ctx.device)["hamming"]
-        rows.append({"model": "query (no read)", "T": T, **query_error(test)})
+        rows += reference_rows(T, test, ctx)
+        lines = {r["model"]: r["hamming"] for r in reference_rows(T, val_batches, ctx)}
         panels.append({"title": f"T = {T}", "x": train["curve_steps"], "y": train["curve_hamming"], "lines": lines})
         log.info("ebmm-ladder: T=%d test Hamming %.4f", T, stats["hamming"])
 
@@ -240,17 +239,7 @@ def ebmm_ladder(ctx: BenchContext) -> BenchResult:
                 "memory_floats": previous.memory_floats(),
             }
         )
-        for label, name, fields in BASELINES:
-            baseline = build_memory(name, (DIM,), **fields).to(ctx.device)
-            rows.append(
-                {
-                    "model": label,
-                    "T": T,
-                    **evaluate(baseline, test, ctx.device),
-                    "memory_floats": baseline.memory_floats(episode_length=T),
-                }
-            )
-        rows.append({"model": "query (no read)", "T": T, **query_error(test)})
+        rows += reference_rows(T, test, ctx)
 
     from engramlab.viz import plot_panels
 
