@@ -1,0 +1,530 @@
+"""`engram bench throughput`: every family's training step against this machine's matmul peak (issue 15).
+
+For each family's training step (forward + backward + optimiser update) at its quick size and at its paper
+size, on random data of the benchmark's shapes (a step's cost does not depend on the values):
+
+- ``ms_per_step``: median of the timed steps after warm-up;
+- ``gflop_per_step``: matmul and convolution GFLOP of one step counted by ``torch.profiler(with_flops=True)``
+  (aten::mm/addmm/bmm/baddbmm/conv2d), plus the backward convolutions, which the profiler does not count:
+  2·forward FLOPs per ``aten::convolution_backward`` (input and weight gradients), from its recorded shapes;
+- ``gflop_per_s`` and ``fraction_of_peak``: against a fp32 1024×1024 matmul timed right before and right
+  after the step, in the same process, with the same thread count (median of both sets of repeats);
+- ``plain_ms_per_step`` and ``speedup_vs_plain``: the same step with the library's fast paths switched off
+  (``engramlab.nn.fast.fast_paths(False)``, the code before issue 15), timed alternately with the fast step;
+- ``batched_vs_loop``: for the batched gradient write (EBMM), a batched meta-step over B = 16 episodes vs a
+  Python loop over the same 16 episodes one at a time (loss + backward, alternated, medians);
+- ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``speedup_vs_plain`` ≥ 3 (issue 15's per-family target).
+
+Threads: the quick preset pins one thread (2 shared cores: one thread gives repeatable ratios); cpu and full
+use every core. The thread count is recorded in the config and in every row. The quick preset runs a
+paper size only where its step takes well under ~5 s on one thread (``PAPER_IN_QUICK``); the full preset runs
+every paper size and the per-episode loops at paper size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from engramlab.episodes.batch import EpisodeBatch
+from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
+from engramlab.memories.base import build_memory
+from engramlab.nn.fast import fast_paths
+
+log = logging.getLogger(__name__)
+
+PEAK_SIZE = 1024
+TARGET_FRACTION = 0.3
+TARGET_SPEEDUP = 3.0
+LOOP_EPISODES = 16
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::conv2d")
+
+# Paper sizes whose step is short enough for the quick preset (measured on one thread of the shared CPU).
+PAPER_IN_QUICK = ("modern-hopfield-learned",)
+QUICK = {"threads": 1, "warmup": 1, "min_timed": 3, "max_timed": 9, "seconds_per_case": 4.0, "peak_repeats": 4,
+         "loop_repeats": 3, "paper": PAPER_IN_QUICK, "loops": {"ebmm-strings": ["quick"]}}  # fmt: skip
+CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
+       "loop_repeats": 3, "paper": "all", "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
+FULL = {"threads": None, "warmup": 3, "min_timed": 5, "max_timed": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
+        "loop_repeats": 3, "paper": "all",
+        "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
+
+
+# -- the families' training steps --------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One family at one size: ``make()`` -> (model, batch, optimizer-step settings)."""
+
+    family: str
+    size: str  # "quick" or "paper"
+    describe: str
+    make: Callable[[], tuple[nn.Module, Any, dict[str, Any]]]
+    fast_path: bool = False  # the family has a fast path (time the plain one beside it)
+    loop: bool = False  # a batched write rule: measure batched vs per-episode loop
+    episodes: int = 0
+    length: int = 0
+
+
+def _strings(b: int, t: int, n: int, gen: torch.Generator) -> EpisodeBatch:
+    x = torch.randint(0, 2, (b, t, 128), generator=gen).float() * 2 - 1
+    flip = torch.where(torch.rand(b, n, 128, generator=gen) < 0.1, -1.0, 1.0)
+    return EpisodeBatch(patterns=x, queries=x[:, :n] * flip, targets=x[:, :n].clone())
+
+
+def _images(b: int, t: int, shape: tuple[int, ...], gen: torch.Generator, binary: bool, queries: bool) -> EpisodeBatch:
+    x = torch.rand(b, t, *shape, generator=gen)
+    x = (x < 0.5).float() if binary else x
+    if not queries:
+        return EpisodeBatch(patterns=x)
+    q = x.clone()
+    side = shape[-1] // 2
+    q[..., :side, :side] = torch.rand(b, t, shape[0], side, side, generator=gen)  # a noise block
+    return EpisodeBatch(patterns=x, queries=q, targets=x.clone())
+
+
+EBMM_STRINGS = {
+    "quick": ({"hidden_size": 128, "write_steps": 3, "read_steps": 5, "read_gamma": 10.0, "memory_bias_init": 2.0,
+               "write_rule_options": {"lr_init": [5.0, 4.0, 0.2]}}, 4, 16, 16),
+    "paper": ({"hidden_size": 1024, "write_steps": 5, "read_steps": 5}, 16, 32, 32),
+}  # fmt: skip
+EBMM_CONV = {
+    "quick": ({"channels": 16, "hidden_size": 32, "dynamic_size": 8, "write_steps": 2, "read_steps": 3,
+               "write_lr": 0.1, "read_gamma": 0.5}, 4, 8),
+    "paper": ({"channels": 32, "hidden_size": 128, "dynamic_size": 8, "write_steps": 5, "read_steps": 5}, 16, 16),
+}  # fmt: skip
+VBM = {  # vbm-images QUICK (binarized MNIST) and FULL (CIFAR-10, App. F)
+    "quick": ({"code": 32, "rows": 8, "width": 8, "likelihood": "bernoulli"}, {"vbm-gauss": 10, "vbm-cat": 2},
+              8, 16, (1, 28, 28), True),
+    "paper": ({"code": 200, "rows": 32, "width": 32, "likelihood": "gaussian"}, {"vbm-gauss": 50, "vbm-cat": 2},
+              16, 64, (3, 32, 32), False),
+}  # fmt: skip
+HOPFIELD = {  # configs/hopfield-learned-digits.toml; the "paper" row is a larger size (no paper gives one)
+    "quick": ({"key_dim": 64, "steps": 1, "similarity": "distance"}, 32, 16, (1, 8, 8)),
+    "paper": ({"key_dim": 256, "steps": 1, "similarity": "distance"}, 32, 64, (1, 28, 28)),
+}  # fmt: skip
+MPLP_TASKS = {"quick": 1, "paper": 4}  # mplp-mnist QUICK / FULL tasks per outer step; 144-50-10, 20 steps × 8 shots
+
+
+def _kanerva_fields(size: str) -> dict[str, dict[str, Any]]:
+    from engramlab.evaluation.suites.kanerva_likelihood import FULL as LIK_FULL
+    from engramlab.evaluation.suites.kanerva_likelihood import QUICK as LIK_QUICK
+
+    return LIK_QUICK if size == "quick" else LIK_FULL
+
+
+def cases() -> list[Case]:
+    """Every family at its quick and its paper size (built lazily: ``case.make()``)."""
+    out: list[Case] = []
+    for size, (fields, b, t, n) in EBMM_STRINGS.items():
+
+        def make(fields=fields, b=b, t=t, n=n):
+            gen = torch.Generator().manual_seed(0)
+            return build_memory("ebmm-strings", (128,), **fields), _strings(b, t, n, gen), {"clip": 1.0}
+
+        out.append(
+            Case(
+                "ebmm-strings",
+                size,
+                f"hidden {fields['hidden_size']}, write {fields['write_steps']}, read {fields['read_steps']}, N {n}",
+                make,
+                fast_path=True,
+                loop=True,
+                episodes=b,
+                length=t,
+            )
+        )
+    for size, (fields, b, t) in EBMM_CONV.items():
+
+        def make(fields=fields, b=b, t=t):
+            gen = torch.Generator().manual_seed(0)
+            return build_memory("ebmm-conv", (1, 32, 32), **fields), _images(b, t, (1, 32, 32), gen, False, True), {}
+
+        out.append(
+            Case(
+                "ebmm-conv",
+                size,
+                f"32×32, channels {fields['channels']}, hidden {fields['hidden_size']}, "
+                f"dynamic {fields['dynamic_size']}, write {fields['write_steps']}, read {fields['read_steps']}",
+                make,
+                loop=True,
+                episodes=b,
+                length=t,
+            )
+        )
+    for name in ("vbm-gauss", "vbm-cat"):
+        for size, (fields, iters, b, t, shape, binary) in VBM.items():
+
+            def make(name=name, fields=fields, iters=iters, b=b, t=t, shape=shape, binary=binary):
+                gen = torch.Generator().manual_seed(0)
+                model = build_memory(name, shape, **fields, iters=iters[name])
+                return model, _images(b, t, shape, gen, binary, False), {"betas": (0.0, 0.999), "clip": 100.0}
+
+            out.append(
+                Case(
+                    name,
+                    size,
+                    f"{'×'.join(map(str, shape))}, code {fields['code']}, rows {fields['rows']}, "
+                    f"width {fields['width']}, {iters[name]} VB iterations",
+                    make,
+                    episodes=b,
+                    length=t,
+                )
+            )
+    for name in ("kanerva++", "dkm"):
+        for size in ("quick", "paper"):
+
+            def make(name=name, size=size):
+                cfg = _kanerva_fields(size)
+                gen = torch.Generator().manual_seed(0)
+                model = build_memory(name, (1, 28, 28), **cfg[name], likelihood="bernoulli")
+                b, t = cfg["batch_size"], cfg["episode_length"]
+                return model, _images(b, t, (1, 28, 28), gen, True, False), {"clip": 10.0}
+
+            cfg = _kanerva_fields(size)
+            fields = ", ".join(f"{k} {v}" for k, v in cfg[name].items() if k.endswith(("width", "size", "slots")))
+            out.append(
+                Case(
+                    name,
+                    size,
+                    f"28×28 binary, {fields}",
+                    make,
+                    episodes=cfg["batch_size"],
+                    length=cfg["episode_length"],
+                )
+            )
+    for size, tasks in MPLP_TASKS.items():
+        out.append(
+            Case(
+                "mplp-mnist",
+                size,
+                f"144-50-10 GRU 7 msg 4, 20 steps × 8 shots, {tasks} task(s)",
+                lambda tasks=tasks: _mplp(tasks),
+                episodes=tasks,
+                length=20,
+            )
+        )
+    for size, (fields, b, t, shape) in HOPFIELD.items():
+
+        def make(fields=fields, b=b, t=t, shape=shape):
+            gen = torch.Generator().manual_seed(0)
+            model = build_memory("modern-hopfield-learned", shape, **fields)
+            return model, _images(b, t, shape, gen, False, True), {"clip": 1.0}
+
+        label = "" if size == "quick" else " (no paper size: a larger one)"
+        out.append(
+            Case(
+                "modern-hopfield-learned",
+                size,
+                f"{'×'.join(map(str, shape))}, key {fields['key_dim']}{label}",
+                make,
+                episodes=b,
+                length=t,
+            )
+        )
+    return out
+
+
+def _mplp(tasks: int) -> tuple[nn.Module, Any, dict[str, Any]]:
+    from engramlab.rules.mplp.meta import MPLPMetaLearner
+    from engramlab.rules.mplp.tasks import MNISTSource
+
+    gen = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(1000, 28, 28, generator=gen), torch.randint(0, 10, (1000,), generator=gen)
+    source = MNISTSource(20, 8, tasks, patterns=images, labels=labels, seed=0)
+    model = MPLPMetaLearner(
+        (144, 50, 10), activation="sigmoid", loss="ce", message_size=4, learner="gru", hidden=7, sharing="kind"
+    )
+    return model, source.batch(0), {"optimizer": "adam"}
+
+
+def make_step(model: nn.Module, batch: Any, settings: dict[str, Any]) -> Callable[[], float]:
+    """One training step (loss, backward, clipping, optimiser update) as the trainers do it; returns the loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.get("optimizer") == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=1e-4)
+    else:
+        opt = torch.optim.AdamW(params, lr=1e-5, betas=settings.get("betas", (0.9, 0.999)))
+    clip = settings.get("clip")
+    model.train()
+
+    def step() -> float:
+        loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+# -- measurements ------------------------------------------------------------------------------------------------
+def matmul_seconds(repeats: int, size: int = PEAK_SIZE) -> list[float]:
+    """Seconds of ``repeats`` fp32 size×size matmuls (after one untimed)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_gflops(times: list[float], size: int = PEAK_SIZE) -> float:
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def count_flops(fn: Callable[[], Any]) -> dict[str, float]:
+    """Matmul/conv FLOPs of one call of ``fn`` by the profiler, plus the backward convolutions (from shapes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
+        fn()
+    counted, conv_backward = 0.0, 0.0
+    for event in prof.events():
+        if event.name in MATMUL_OPS and event.flops:
+            counted += event.flops
+        elif event.name == "aten::convolution_backward":
+            conv_backward += _conv_backward_flops(event)
+    return {"profiler_flops": counted, "conv_backward_flops": conv_backward, "flops": counted + conv_backward}
+
+
+def _conv_backward_flops(event: Any) -> float:
+    """FLOPs of an aten::convolution_backward: forward FLOPs 2·|out|·(C_in/groups)·k_h·k_w per gradient asked for
+    (input and/or weight, from ``output_mask`` when recorded, else both)."""
+    shapes = event.input_shapes
+    if not shapes or len(shapes) < 3 or len(shapes[0]) < 3 or len(shapes[2]) < 3:
+        return 0.0
+    grad_out, weight = shapes[0], shapes[2]
+    forward = 2.0 * _prod(grad_out) * _prod(weight[1:])
+    grads = 2
+    concrete = getattr(event, "concrete_inputs", None) or []
+    if len(concrete) > 10 and isinstance(concrete[10], (list, tuple)) and len(concrete[10]) >= 2:
+        grads = int(bool(concrete[10][0])) + int(bool(concrete[10][1]))
+    return forward * grads
+
+
+def _prod(values: Any) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def timed_pair(
+    step: Callable[[], Any], plain: bool, warmup: int, min_timed: int, max_timed: int, seconds: float
+) -> tuple[list[float], list[float]]:
+    """Step times with the fast paths on and, if ``plain``, off, alternated step by step after warm-up."""
+    for _ in range(warmup):
+        step()
+        if plain:
+            with fast_paths(False):
+                step()
+    fast_times: list[float] = []
+    plain_times: list[float] = []
+    start = time.perf_counter()
+    while len(fast_times) < max_timed and (len(fast_times) < min_timed or time.perf_counter() - start < seconds):
+        t0 = time.perf_counter()
+        step()
+        fast_times.append(time.perf_counter() - t0)
+        if plain:
+            with fast_paths(False):
+                t0 = time.perf_counter()
+                step()
+                plain_times.append(time.perf_counter() - t0)
+    return fast_times, plain_times
+
+
+def batched_vs_loop(model: nn.Module, batch: EpisodeBatch, repeats: int) -> dict[str, float]:
+    """A meta-step (loss + backward) over B episodes vs a Python loop over the same B episodes one at a time;
+    alternated ``repeats`` times, medians."""
+    one = [
+        EpisodeBatch(
+            patterns=batch.patterns[i : i + 1], queries=batch.queries[i : i + 1], targets=batch.targets[i : i + 1]
+        )
+        for i in range(batch.num_episodes)
+    ]
+
+    def meta_step(b: EpisodeBatch) -> None:
+        loss, _ = model.loss(b)
+        loss.backward()
+
+    model.train()
+    meta_step(batch), meta_step(one[0])  # warm-up
+    batched, looped = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        meta_step(batch)
+        batched.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for b in one:
+            meta_step(b)
+        looped.append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return {
+        "loop_episodes": batch.num_episodes,
+        "batched_ms": 1000 * statistics.median(batched),
+        "loop_ms": 1000 * statistics.median(looped),
+        "batched_vs_loop": statistics.median(looped) / statistics.median(batched),
+    }
+
+
+def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
+    """One row: build the case, count its FLOPs, time it (and its plain path) between two peak measurements."""
+    torch.manual_seed(0)
+    model, batch, settings = case.make()
+    step = make_step(model, batch, settings)
+    step()  # first call (lazy init, allocator)
+    flops = count_flops(step)
+    peak_before = matmul_seconds(budget["peak_repeats"])
+    fast, plain = timed_pair(
+        step, case.fast_path, budget["warmup"], budget["min_timed"], budget["max_timed"], budget["seconds_per_case"]
+    )
+    peak_after = matmul_seconds(budget["peak_repeats"])
+    peak = peak_gflops(peak_before + peak_after)
+    seconds = statistics.median(fast)
+    row: dict[str, Any] = {
+        "family": case.family,
+        "size": case.size,
+        "B": case.episodes,
+        "T": case.length,
+        "ms_per_step": 1000 * seconds,
+        "timed_steps": len(fast),
+        "gflop_per_step": flops["flops"] / 1e9,
+        "gflop_per_s": flops["flops"] / 1e9 / seconds,
+        "peak_gflop_per_s": peak,
+        "fraction_of_peak": flops["flops"] / 1e9 / seconds / peak,
+        "plain_ms_per_step": 1000 * statistics.median(plain) if plain else None,
+        "speedup_vs_plain": statistics.median(plain) / seconds if plain else None,
+        "batched_vs_loop": None,
+        "plain_batched_vs_loop": None,
+        "conv_backward_gflop": flops["conv_backward_flops"] / 1e9,
+        "threads": torch.get_num_threads(),
+        "describe": case.describe,
+    }
+    if loop and case.loop:
+        gen = torch.Generator().manual_seed(1)
+        fields = (EBMM_STRINGS if case.family == "ebmm-strings" else EBMM_CONV)[case.size]
+        if case.family == "ebmm-strings":
+            loop_batch = _strings(LOOP_EPISODES, 32 if case.size == "quick" else case.length, fields[3], gen)
+        else:
+            loop_batch = _images(LOOP_EPISODES, case.length, (1, 32, 32), gen, False, True)
+        speed = batched_vs_loop(model, loop_batch, budget["loop_repeats"])
+        row["batched_vs_loop"] = speed["batched_vs_loop"]
+        row["loop"] = {**speed, "T": loop_batch.episode_length}
+        if case.fast_path:
+            with fast_paths(False):
+                plain_speed = batched_vs_loop(model, loop_batch, budget["loop_repeats"])
+            row["plain_batched_vs_loop"] = plain_speed["batched_vs_loop"]
+            row["loop"]["plain"] = plain_speed
+    speedup = row["speedup_vs_plain"] or 1.0
+    row["target_met"] = row["fraction_of_peak"] >= TARGET_FRACTION or speedup >= TARGET_SPEEDUP
+    return row
+
+
+def run_cases(ctx_budget: dict[str, Any], selected: list[Case], progress: Callable[[str], None] | None = None):
+    """Measure ``selected`` cases under ``ctx_budget``; returns the rows (threads set and restored here)."""
+    threads_before = torch.get_num_threads()
+    threads = ctx_budget["threads"] or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for case in selected:
+            start = time.perf_counter()
+            loop = case.size in ctx_budget["loops"].get(case.family, [])
+            rows.append(measure(case, ctx_budget, loop))
+            rows[-1]["case_seconds"] = time.perf_counter() - start
+            if progress is not None:
+                progress(
+                    f"{case.family} ({case.size}): {rows[-1]['ms_per_step']:.0f} ms/step, "
+                    f"{100 * rows[-1]['fraction_of_peak']:.1f}% of peak"
+                )
+    finally:
+        torch.set_num_threads(threads_before)
+    return rows
+
+
+COLUMNS = [
+    "family",
+    "size",
+    "B",
+    "T",
+    "ms_per_step",
+    "gflop_per_step",
+    "gflop_per_s",
+    "peak_gflop_per_s",
+    "fraction_of_peak",
+    "plain_ms_per_step",
+    "speedup_vs_plain",
+    "batched_vs_loop",
+    "plain_batched_vs_loop",
+    "target_met",
+]
+
+
+@register_suite("throughput", "every family's training step: ms, matmul GFLOP/s, fraction of a fp32 matmul peak")
+def throughput(ctx: BenchContext) -> BenchResult:
+    budget = ctx.budget(quick=QUICK, cpu=CPU, full=FULL)
+    every = cases()
+    selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
+    skipped = [f"{c.family} ({c.size})" for c in every if c not in selected]
+
+    def progress(line: str) -> None:
+        log.info("throughput: %s", line)
+        if ctx.progress:
+            print(f"throughput: {line}", flush=True)
+
+    rows = run_cases(budget, selected, progress)
+    from engramlab.viz import plot_bars
+
+    labels = [f"{r['family']} ({r['size']})" for r in rows]
+    plot_bars(
+        labels,
+        [r["fraction_of_peak"] for r in rows],
+        None,
+        ctx.figure_path("fraction-of-peak"),
+        "fraction of a fp32 1024² matmul peak (same run, same threads)",
+        reference=(TARGET_FRACTION, f"target {TARGET_FRACTION:.0%}"),
+        title="throughput: training steps",
+    )
+    loops = {f"{r['family']} ({r['size']})": r["loop"] for r in rows if r.get("loop")}
+    notes = [
+        f"Threads: {rows[0]['threads'] if rows else '–'} (set by the suite; cpu_count {os.cpu_count()}). "
+        "A step = loss + backward + clipping + optimiser update on random data of the benchmark's shapes.",
+        "gflop_per_step: matmul/conv FLOPs counted by torch.profiler(with_flops=True) plus backward convolutions "
+        "(2 × forward per aten::convolution_backward, from shapes; the profiler does not count them). "
+        "Elementwise work is not counted, so steps bound by it show a low fraction of peak.",
+        "peak_gflop_per_s: fp32 1024² matmul, median of repeats timed right before and after the row's steps.",
+        "plain_ms_per_step / speedup_vs_plain: the same step with engramlab.nn.fast.fast_paths(False) (the code "
+        "before issue 15), alternated step by step with the fast path in the same process; – : no fast path.",
+        f"batched_vs_loop: meta-step (loss + backward) over B = {LOOP_EPISODES} episodes vs a loop over them one "
+        "at a time (ebmm-strings at T = 32 as in ebmm-strings' speed; ebmm-conv at its T), medians, alternated.",
+        f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or speedup_vs_plain ≥ {TARGET_SPEEDUP} (issue 15).",
+    ]
+    if skipped:
+        notes.append(f"Not in this preset (a step takes too long on one shared CPU thread): {', '.join(skipped)}.")
+    return BenchResult(
+        rows=rows,
+        columns=COLUMNS,
+        config={
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in budget.items()},
+            "threads_used": rows[0]["threads"] if rows else None,
+            "peak_size": PEAK_SIZE,
+            "loop_episodes": LOOP_EPISODES,
+            "matmul_ops": list(MATMUL_OPS),
+        },  # fmt: skip
+        extra={"loops": loops, "describe": {f"{r['family']} ({r['size']})": r["describe"] for r in rows}},
+        notes=notes,
+        title=f"throughput ({ctx.preset} preset): training steps vs a fp32 matmul peak",
+    )

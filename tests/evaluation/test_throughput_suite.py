@@ -1,0 +1,59 @@
+"""Issue 15: the throughput suite's measurements (FLOP counting, peak, rows) on tiny cases."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engramlab.evaluation.suites import throughput as tp
+
+
+def test_count_flops_linear_forward_backward():
+    layer = nn.Linear(32, 16)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def step():
+        layer(x).sum().backward()
+
+    flops = tp.count_flops(step)["flops"]
+    # forward 2·8·32·16, backward: input and weight gradients, the same each
+    assert flops == 3 * 2 * 8 * 32 * 16
+
+
+def test_count_flops_counts_backward_convolutions():
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 10, 10, requires_grad=True)
+    forward = 2 * 2 * 8 * 10 * 10 * 4 * 9
+    out = tp.count_flops(lambda: conv(x).sum().backward())
+    assert out["profiler_flops"] == forward
+    assert out["conv_backward_flops"] in (2 * forward, forward)  # both gradients (or weight only where known)
+    assert tp.count_flops(lambda: conv(x).sum().backward())["flops"] >= 2 * forward
+
+
+def test_peak_positive():
+    times = tp.matmul_seconds(2, size=128)
+    assert len(times) == 2 and tp.peak_gflops(times, size=128) > 0
+
+
+def test_every_family_has_quick_and_paper_case():
+    families = {}
+    for case in tp.cases():
+        families.setdefault(case.family, set()).add(case.size)
+    expected = {"ebmm-strings", "ebmm-conv", "vbm-gauss", "vbm-cat", "kanerva++", "dkm", "mplp-mnist",
+                "modern-hopfield-learned"}  # fmt: skip
+    assert set(families) == expected
+    assert all(sizes == {"quick", "paper"} for sizes in families.values())
+
+
+def test_run_cases_rows_and_thread_restore():
+    budget = {**tp.QUICK, "min_timed": 2, "max_timed": 2, "seconds_per_case": 0.0, "peak_repeats": 1}
+    selected = [c for c in tp.cases() if c.family == "modern-hopfield-learned" and c.size == "quick"]
+    threads = torch.get_num_threads()
+    rows = tp.run_cases(budget, selected)
+    assert torch.get_num_threads() == threads
+    (row,) = rows
+    for column in tp.COLUMNS:
+        assert column in row
+    assert row["threads"] == 1 and row["timed_steps"] == 2
+    assert row["gflop_per_step"] > 0 and 0 < row["fraction_of_peak"]
+    assert row["speedup_vs_plain"] is None  # no fast path for this family: no plain timing
