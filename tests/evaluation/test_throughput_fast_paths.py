@@ -85,3 +85,19 @@ def test_ebmm_strings_step_fast_equals_plain_float32():
         write_rule_options={"lr_init": [1.0, 1.0, 0.2]},
     )
     _assert_same(mem, _strings_batch())
+
+
+def test_ebmm_conv_step_fast_equals_plain():
+    torch.manual_seed(0)
+    mem = build_memory("ebmm-conv", (1, 16, 16), channels=4, hidden_size=8, dynamic_size=2, write_steps=2,
+                       read_steps=2, write_lr=0.1, read_gamma=0.5)  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 1, 16, 16, generator=gen)
+    q = x.clone()
+    q[..., :8, :8] = torch.rand(2, 3, 1, 8, 8, generator=gen)
+    batch = EpisodeBatch(patterns=x, queries=q, targets=x.clone())
+    fast = mem.energy_net.initial_fast(2)
+    with fast_paths(False):
+        plain = mem.energy_net(x, fast)
+    assert torch.allclose(mem.energy_net(x, fast), plain, rtol=1e-5, atol=1e-5)
+    _assert_same(mem, batch)

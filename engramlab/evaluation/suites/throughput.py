@@ -154,6 +154,7 @@ def cases() -> list[Case]:
                 f"32×32, channels {fields['channels']}, hidden {fields['hidden_size']}, "
                 f"dynamic {fields['dynamic_size']}, write {fields['write_steps']}, read {fields['read_steps']}",
                 make,
+                fast_path=True,
                 loop=True,
                 episodes=b,
                 length=t,

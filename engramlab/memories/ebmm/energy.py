@@ -141,12 +141,12 @@ class GatedRNNEnergy(EnergyNet):
         k = self.static.out_features
         weight = torch.cat([self.static.weight, self.gate.weight], 0)  # (k + hidden, d + hidden)
         pre_x = torch.addmm(torch.cat([self.static.bias, self.gate.bias]), flat, weight[:, :d].t())
-        state = torch.sigmoid(pre_x[:, k:]) * torch.cat([dynamic, torch.tanh(pre_x[:, :k])], -1)  # hop 1: state 0
+        static_x, gate_x = pre_x.split([k, self.hidden_size], 1)
+        state = torch.sigmoid(gate_x) * torch.cat([dynamic, torch.tanh(static_x)], -1)  # hop 1: state 0
         w_state = weight[:, d:].t()
         for _ in range(self.hops - 1):
-            pre = torch.addmm(pre_x, state, w_state)
-            c = torch.cat([dynamic, torch.tanh(pre[:, :k])], -1)
-            state = torch.lerp(state, c, torch.sigmoid(pre[:, k:]))
+            static_pre, gate_pre = torch.addmm(pre_x, state, w_state).split([k, self.hidden_size], 1)
+            state = torch.lerp(state, torch.cat([dynamic, torch.tanh(static_pre)], -1), torch.sigmoid(gate_pre))
         return torch.addmm(self.energy.bias, state, self.energy.weight.t()).view(x.shape[:-1])
 
 
@@ -282,6 +282,9 @@ class ResNetConvEnergy(EnergyNet):
         b, n = x.shape[:2]
         h = self.encoder(x.flatten(0, 1))
         h = self.block4(self.block3(h, fast, b), fast, b)
+        if fast_paths_enabled() and self.hops >= 1:
+            state = self._hops_fast(h)
+            return self.energy(torch.tanh(self.head(state.flatten(1)))).view(b, n)
         state = h.new_zeros(h.shape[0], self.hidden_size, *h.shape[-2:])
         for _ in range(self.hops):
             z = torch.cat([h, state], 1)
@@ -289,3 +292,19 @@ class ResNetConvEnergy(EnergyNet):
             u = torch.sigmoid(self.gate_norm(self.update_gate(z)))
             state = u * candidate + (1 - u) * state
         return self.energy(torch.tanh(self.head(state.flatten(1)))).view(b, n)
+
+    def _hops_fast(self, h: Tensor) -> Tensor:
+        """The gated hops with the same math in fewer FLOPs (issue 15): a convolution of cat([h, state]) is the sum
+        of convolutions of h and of the state with the two halves of the kernel, and h does not change between
+        hops, so its half is applied once; hop 1 skips the zero state; u·c + (1 − u)·s is one ``lerp``."""
+        c = h.shape[1]
+        rec, gate = self.recurrent, self.update_gate
+        rec_h = F.conv2d(h, rec.weight[:, :c], rec.bias, rec.stride, rec.padding)
+        gate_h = F.conv2d(h, gate.weight[:, :c], gate.bias, gate.stride, gate.padding)
+        rec_s, gate_s = rec.weight[:, c:], gate.weight[:, c:]
+        state = torch.sigmoid(self.gate_norm(gate_h)) * torch.tanh(self.recurrent_norm(rec_h))  # hop 1: state 0
+        for _ in range(self.hops - 1):
+            candidate = torch.tanh(self.recurrent_norm(rec_h + F.conv2d(state, rec_s, None, rec.stride, rec.padding)))
+            u = torch.sigmoid(self.gate_norm(gate_h + F.conv2d(state, gate_s, None, gate.stride, gate.padding)))
+            state = torch.lerp(state, candidate, u)
+        return state
