@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -57,3 +58,30 @@ def test_run_cases_rows_and_thread_restore():
     assert row["threads"] == 1 and row["timed_steps"] == 2
     assert row["gflop_per_step"] > 0 and 0 < row["fraction_of_peak"]
     assert row["speedup_vs_plain"] is None  # no fast path for this family: no plain timing
+
+
+def _tiny_case(family: str) -> tp.Case:
+    from engramlab.memories.base import build_memory
+
+    def make():
+        gen = torch.Generator().manual_seed(0)
+        if family == "ebmm-strings":
+            memory = build_memory("ebmm-strings", (128,), hidden_size=80, write_steps=1, read_steps=1)
+            return memory, tp._strings(2, 4, 4, gen), {"clip": 1.0}
+        memory = build_memory("ebmm-conv", (1, 32, 32), channels=2, hidden_size=4, dynamic_size=2, write_steps=1,
+                              read_steps=1)  # fmt: skip
+        return memory, tp._images(2, 2, (1, 32, 32), gen, False, True), {}
+
+    return tp.Case(family, "quick", "tiny", make, fast_path=True, loop=True, episodes=2, length=2)
+
+
+@pytest.mark.slow
+def test_batched_vs_loop_columns_for_both_ebmm_families():
+    budget = {**tp.QUICK, "min_timed": 1, "max_timed": 1, "seconds_per_case": 0.0, "peak_repeats": 1,
+              "loop_repeats": 1, "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
+    rows = tp.run_cases(budget, [_tiny_case("ebmm-strings"), _tiny_case("ebmm-conv")])
+    for row in rows:
+        assert row["batched_vs_loop"] > 0 and row["plain_batched_vs_loop"] > 0
+        assert row["loop"]["loop_episodes"] == tp.LOOP_EPISODES
+        assert row["speedup_vs_plain"] > 0 and row["plain_ms_per_step"] > 0
+    assert rows[0]["loop"]["T"] == 32 and rows[1]["loop"]["T"] == 2
