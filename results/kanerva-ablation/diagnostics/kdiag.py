@@ -33,6 +33,8 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--class-structured", action="store_true")
 p.add_argument("--out", required=True)
 p.add_argument("--save", default=None, help="save the final weights here")
+p.add_argument("--init", default=None, help="start from these weights (a fresh Adam), e.g. to continue a run")
+p.add_argument("--step0", type=int, default=0, help="steps already trained (with --init): logged steps start here")
 a = p.parse_args()
 torch.set_num_threads(1)
 name, options, lik, *_ = DATASETS[a.dataset]
@@ -43,6 +45,8 @@ cfg = DataConfig(dataset=name, episode_length=a.T, batch_size=a.B, corruption=No
 train, val = EpisodeSource(cfg, "train", a.seed), EpisodeSource(cfg, "val", a.seed)
 torch.manual_seed(a.seed)
 model = build_memory(a.model, tuple(train.pattern_shape), **fields)
+if a.init:
+    model.load_state_dict(torch.load(a.init))
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 val_x = [val.batch(i).patterns for i in range(a.eval_batches)]
 
@@ -77,14 +81,14 @@ def evaluate(step, seconds):
 
 
 log, start, evals = [], time.perf_counter(), 0.0
-log.append(evaluate(0, 0.0))
-for step in range(1, a.steps + 1):
+log.append(evaluate(a.step0, 0.0))
+for step in range(a.step0 + 1, a.step0 + a.steps + 1):
     loss, _ = model.loss(train.batch(step))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     opt.step()
-    if step % a.eval_every == 0 or step == a.steps:
+    if step % a.eval_every == 0 or step == a.step0 + a.steps:
         t0 = time.perf_counter()
         log.append(evaluate(step, t0 - start - evals))
         evals += time.perf_counter() - t0
