@@ -314,7 +314,8 @@ def plot_panels(
     against meta-steps for each episode length T, with the baselines' errors as horizontal lines.
 
     Args:
-        panels: dicts with ``title``, ``x`` and ``y`` (the curve) and ``lines`` ({label: value}).
+        panels: dicts with ``title``, ``x`` and ``y`` (the curve), optionally its ``label``, and ``lines``
+            ({label: value}, drawn flat; values ≤ 0 are drawn at 1e-4 on a log axis).
         path: the PNG to write.
         xlabel, ylabel: axis labels (shared by the panels).
         title: figure title.
@@ -330,10 +331,15 @@ def plot_panels(
         x, y = _to_array(panel["x"]), _to_array(panel["y"])
         if x.shape != y.shape:
             raise BadInput(f"plot_panels: panel '{panel.get('title')}' has {x.shape[0]} x and {y.shape[0]} y values")
-        ax.plot(x, y, marker="o", markersize=2, color="tab:blue", label="model")
+        ax.plot(x, y, marker="o", markersize=2, color="tab:blue", label=panel.get("label", "model"))
         for i, (label, value) in enumerate(panel.get("lines", {}).items()):
-            ax.axhline(max(value, 1e-4) if logy else value, color=f"C{i + 1}", linestyle=styles[i % len(styles)],
-                       linewidth=1, label=label)
+            ax.axhline(
+                max(value, 1e-4) if logy else value,
+                color=f"C{i + 1}",
+                linestyle=styles[i % len(styles)],
+                linewidth=1,
+                label=label,
+            )
         if logy:
             ax.set_yscale("log")
         ax.set_title(str(panel.get("title", "")), fontsize=9)
@@ -341,7 +347,7 @@ def plot_panels(
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
