@@ -63,21 +63,22 @@ def test_write_specificity_is_zero_when_every_episode_writes_the_same_patterns(g
 
 
 # -- on a trained model ---------------------------------------------------------------------------------
-# tests/data/ebmm_strings_ladder_T1.safetensors: the ebmm-ladder cpu preset's best state at T = 1 (128-bit
-# strings, hidden 128, 8127 writable floats; 1500 meta-steps, validation Hamming 0.0001), trained with
-# `engram bench ebmm-ladder --preset cpu` (its run folder: results/ebmm-ladder/cpu-work/T1/best).
-TRAINED = Path(__file__).parent.parent / "data" / "ebmm_strings_ladder_T1.safetensors"
+# tests/data/ebmm_strings_ladder_T{1,8}.safetensors: the ebmm-ladder cpu preset's best states at T = 1 and T = 8
+# (128-bit strings, hidden 128, 8127 writable floats; validation Hamming 0.0001 and 0.0004), trained with
+# `engram bench ebmm-ladder --preset cpu` (run folders results/ebmm-ladder/cpu-work/T1/best and T8/best).
+DATA = Path(__file__).parent.parent / "data"
 
 
-@pytest.fixture(scope="module")
-def trained():
+@pytest.fixture(scope="module", params=[1, 8], ids=["T1", "T8"])
+def trained(request):
     from safetensors.torch import load_file
 
     from engramlab.evaluation.suites.ebmm_ladder import CPU_EBMM, source
 
+    T = request.param
     memory = build_memory("ebmm-strings", (128,), **CPU_EBMM)
-    memory.load_state_dict(load_file(TRAINED))
-    return memory, source(1, 16, "test", 0, 16).batch(0)
+    memory.load_state_dict(load_file(DATA / f"ebmm_strings_ladder_T{T}.safetensors"))
+    return memory, source(T, 16, "test", 0, 16).batch(0)
 
 
 def test_trained_memory_reads_better_than_the_query(trained):
