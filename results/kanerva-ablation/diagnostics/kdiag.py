@@ -53,6 +53,11 @@ val_x = [val.batch(i).patterns for i in range(a.eval_batches)]
 
 @torch.no_grad()
 def evaluate(step, seconds):
+    with torch.random.fork_rng(devices=[]):  # evaluation seeds must not reset the training noise
+        return _evaluate(step, seconds)
+
+
+def _evaluate(step, seconds):
     model.eval()
     terms = {}
     for i, x in enumerate(val_x):

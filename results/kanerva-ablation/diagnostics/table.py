@@ -10,5 +10,8 @@ for path in sys.argv[1:]:
     for line in open(path):
         if line.startswith("{"):
             row = json.loads(line)
-            print(f"| {path.rsplit('/', 1)[-1].removesuffix('.log')} | "
-                  + " | ".join(str(row.get(c, "–")) for c in cols) + " |")
+            print(
+                f"| {path.rsplit('/', 1)[-1].removesuffix('.log')} | "
+                + " | ".join(str(row.get(c, "–")) for c in cols)
+                + " |"
+            )

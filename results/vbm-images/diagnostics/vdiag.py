@@ -46,18 +46,35 @@ def keep(trainer, step, row):
         print(json.dumps({"step": step, "val_elbo": -row["val_loss"]}), flush=True)
 
 
-tc = TrainConfig(steps=a.steps, optimizer="adam", lr=1e-3, betas=(0.0, 0.999), clip_norm=100.0,
-                 zero_nonfinite_grads=True, eval_every=max(a.steps // 8, 1), eval_batches=4, checkpoint_every=0,
-                 log_every=max(a.steps // 8, 1), tensorboard=False)
+tc = TrainConfig(
+    steps=a.steps,
+    optimizer="adam",
+    lr=1e-3,
+    betas=(0.0, 0.999),
+    clip_norm=100.0,
+    zero_nonfinite_grads=True,
+    eval_every=max(a.steps // 8, 1),
+    eval_batches=4,
+    checkpoint_every=0,
+    log_every=max(a.steps // 8, 1),
+    tensorboard=False,
+)
 start = time.perf_counter()
-Trainer(model, train, tc, val_source=val, device="cpu", progress=False, seed=a.seed, hooks=[keep],
-        handle_signals=False).fit()
+Trainer(
+    model, train, tc, val_source=val, device="cpu", progress=False, seed=a.seed, hooks=[keep], handle_signals=False
+).fit()
 seconds = time.perf_counter() - start
 batches = max(a.test_episodes // a.episodes, 1)
 scores = _evaluate(model, test, batches, "cpu")
 swap = swap_gap(model, (test.batch(i).patterns for i in range(batches)), seed=a.seed)
-out = {"args": vars(a), "fields": fields, "train_seconds": seconds, "val_curve": curve, "swap": swap,
-       "per_episode": {k: v.tolist() for k, v in scores.items()},
-       "means": {k: float(v.mean()) for k, v in scores.items()}}
+out = {
+    "args": vars(a),
+    "fields": fields,
+    "train_seconds": seconds,
+    "val_curve": curve,
+    "swap": swap,
+    "per_episode": {k: v.tolist() for k, v in scores.items()},
+    "means": {k: float(v.mean()) for k, v in scores.items()},
+}
 print(json.dumps({"means": out["means"], "swap": swap, "seconds": seconds}), flush=True)
 json.dump(out, open(a.out, "w"), indent=1)
