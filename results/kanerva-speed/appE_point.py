@@ -22,12 +22,16 @@ for name in ("kanerva++", "dkm"):
     torch.manual_seed(0)
     models[name] = build_memory(name, (1, 28, 28), **{**FULL["models"][name], "likelihood": "bernoulli"})
 times = {n: [] for n in models}
-for r in range(2):
+for _ in range(2):  # two interleaved rounds
     for n, m in models.items():
         times[n] += _step_times(m, data, 1, 3, torch.device("cpu"))
         print(n, times[n], flush=True)
-out = {"batch": FULL["batch_size"], "T": FULL["base_length"], "models": {n: FULL["models"][n] for n in models},
-       "step_s": {}}
+out = {
+    "batch": FULL["batch_size"],
+    "T": FULL["base_length"],
+    "models": {n: FULL["models"][n] for n in models},
+    "step_s": {},
+}
 for n, t in times.items():
     mean, ci = mean_ci(torch.tensor(t))
     out["step_s"][n] = {"mean": mean, "ci": ci, "n": len(t)}
