@@ -96,7 +96,7 @@ def plot(rows: list[dict], path) -> None:
 
 @register_suite("ebmm-ablations", "EBMM ablations: write/read steps, α/β terms, step-wise loss, meta-gradient order")
 def ebmm_ablations(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     train_source = source(budget, "train", ctx.seed)
     test = source(budget, "test", ctx.seed).fixed_batches(budget["test_batches"])
     rows = [{"variant": "query (no read)", **query_error(test)}]
@@ -113,7 +113,7 @@ def ebmm_ablations(ctx: BenchContext) -> BenchResult:
         rows=rows,
         columns=["variant", "hamming", "hamming_ci", "vs_base", "sq_error", "sq_error_ci", "train_seconds"],
         config={
-            "preset": "quick" if ctx.quick else "full",
+            "preset": ctx.preset,
             **budget,
             "variants": dict(VARIANTS),
             "test_episodes": budget["test_batches"] * budget["batch_size"],

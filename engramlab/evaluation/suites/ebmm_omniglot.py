@@ -78,7 +78,7 @@ def source(dataset: str, budget: dict, split: str, seed: int) -> EpisodeSource:
 
 @register_suite("ebmm-omniglot", "EBMM-conv/FC vs Hopfield on 32x32 Omniglot: error vs memory floats; MNIST transfer")
 def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     train_source = source("omniglot", budget, "train", ctx.seed)
     test = source("omniglot", budget, "test", ctx.seed).fixed_batches(budget["test_batches"])
     shape = train_source.pattern_shape
@@ -183,7 +183,7 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
         ],
         config={
             "image_size": SIZE,
-            "preset": "quick" if ctx.quick else "full",
+            "preset": ctx.preset,
             **budget,
             "test_episodes": budget["test_batches"] * budget["batch_size"],
             "budget_floats": budget_floats,

@@ -58,7 +58,7 @@ def _episodes(seed: int, T: int, episodes: int, queries: int) -> tuple[Tensor, T
 
 @register_suite("hopfield-capacity", "bit error vs stored 128-bit patterns (10% flips): classical and modern Hopfield")
 def hopfield_capacity(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     rows: list[dict] = []
     curves: dict[str, dict[str, list[float]]] = {label: {"mean": [], "ci": [], "x": []} for label, _, _ in MODELS}
     timings: dict[str, float] = {label: 0.0 for label, _, _ in MODELS}

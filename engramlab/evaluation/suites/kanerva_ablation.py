@@ -73,7 +73,7 @@ def plot(rows: list[dict[str, Any]], path) -> None:
 
 @register_suite("kanerva-ablation", "Kanerva++ block reads vs the dense-writer ablation (binarized Omniglot)")
 def kanerva_ablation(ctx: BenchContext) -> BenchResult:
-    cfg = QUICK if ctx.quick else FULL
+    cfg = ctx.budget(quick=QUICK, full=FULL)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for dataset in cfg["datasets"]:

@@ -111,7 +111,7 @@ def _figures(ctx: BenchContext, dataset: str, models: dict[str, Any], test: Any)
 
 @register_suite("kanerva-likelihood", "Kanerva++ vs DKM vs VAE: test ELBO on binarized MNIST/Omniglot, Fashion-MNIST")
 def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
-    cfg = QUICK if ctx.quick else FULL
+    cfg = ctx.budget(quick=QUICK, full=FULL)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     t, b = cfg["episode_length"], cfg["batch_size"]

@@ -146,7 +146,7 @@ def plot(rows: list[dict[str, Any]], figure_path) -> None:
 
 @register_suite("kanerva-speed", "Kanerva++ vs DKM training-step time, scaling with episode length and memory size")
 def kanerva_speed(ctx: BenchContext) -> BenchResult:
-    cfg = QUICK if ctx.quick else FULL
+    cfg = ctx.budget(quick=QUICK, full=FULL)
     shape = (1, 28, 28)
     gen = torch.Generator().manual_seed(ctx.seed)
     longest = max(cfg["lengths"] + [cfg["base_length"]])

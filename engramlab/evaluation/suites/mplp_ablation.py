@@ -35,7 +35,7 @@ VARIANTS = [
 
 @register_suite("mplp-ablation", "MPLP message size {1,4,8} and sharing (layer/kind/all) on sinusoid 5x10")
 def mplp_ablation(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     dev = ctx.device
     train = SinusoidSource(5, 10, 4, split="train", seed=ctx.seed)
     test = SinusoidSource(5, 10, 100, split="test", seed=ctx.seed)

@@ -61,7 +61,7 @@ def plot(rows: list[dict], path) -> None:
 
 @register_suite("mplp-ebmm", "EBMM on 128-bit strings written by the MPLP rule vs the gradient rule (equal steps/size)")
 def mplp_ebmm(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     rows = []
     for T in budget["T"]:
         test = source(T, budget["batch_size"], "test", ctx.seed).fixed_batches(budget["test_batches"])

@@ -69,7 +69,7 @@ def _train(model, source, steps, budget, device):
     "mplp-sinusoid", "MPLP vs tuned SGD/Adam (5x10, GRU) and vs MAML (2x10, MLP + learned init) on sinusoids"
 )
 def mplp_sinusoid(ctx: BenchContext) -> BenchResult:
-    budget = QUICK if ctx.quick else FULL
+    budget = ctx.budget(quick=QUICK, full=FULL)
     torch.manual_seed(ctx.seed)
     dev = ctx.device
     rows, notes, extra, meta_curves = [], [], {}, {}

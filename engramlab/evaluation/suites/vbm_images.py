@@ -159,7 +159,7 @@ def _grid(images: torch.Tensor, path, title: str, row_labels: list[str] | None =
 
 @register_suite("vbm-images", "VBM models vs VAE / Neural Statistician / DKM write: ELBO per frame and bits/dim")
 def vbm_images(ctx: BenchContext) -> BenchResult:
-    cfg = QUICK if ctx.quick else FULL
+    cfg = ctx.budget(quick=QUICK, full=FULL)
     train_cfg = TrainConfig(steps=cfg["steps"], optimizer="adam", lr=1e-3, betas=(0.0, 0.999), clip_norm=100.0,
                             zero_nonfinite_grads=True, eval_every=cfg["eval_every"], eval_batches=cfg["val_batches"],
                             checkpoint_every=0, log_every=cfg["eval_every"], tensorboard=False)  # fmt: skip

@@ -118,7 +118,7 @@ def _heatmaps(rows, cfg, path) -> None:
     "vbm-synthetic", "VB vs DKM memory writes on linear-Gaussian episodes: ratio of negative ELBOs (Fig. 2)"
 )
 def vbm_synthetic(ctx: BenchContext) -> BenchResult:
-    cfg = QUICK if ctx.quick else FULL
+    cfg = ctx.budget(quick=QUICK, full=FULL)
     rows = []
     for c in cfg["code_sizes"]:
         for k in cfg["rows"]:
