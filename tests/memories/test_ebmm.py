@@ -323,3 +323,37 @@ def test_writable_part_larger_than_its_layer_is_a_config_error():
 def test_unknown_read_is_a_config_error():
     with pytest.raises(BadConfig, match="read"):
         build_memory("ebmm-strings", pattern_shape=(16,), read="magic")
+
+
+def test_summed_writing_loss_is_T_times_the_mean_for_the_pattern_terms(gen):
+    net = GatedRNNEnergy(6, hidden_size=8, hops=2)
+    x = torch.rand((2, 5, 6), generator=gen) * 2 - 1
+    anchor = {n: t.detach() for n, t in net.initial_fast(2).items()}
+    fast = {n: t + 0.1 for n, t in anchor.items()}
+    mean = writing_terms(net, fast, anchor, x, alpha=0.7, beta=0.3)
+    summed = writing_terms(net, fast, anchor, x, alpha=0.7, beta=0.3, reduction="sum")
+    torch.testing.assert_close(summed[:, :2], 5 * mean[:, :2])
+    torch.testing.assert_close(summed[:, 2], mean[:, 2])
+
+
+def test_step_sizes_get_rate_lr_scale_times_the_meta_learning_rate(gen):
+    from engramlab.training import TrainConfig, Trainer
+
+    mem = build_memory("ebmm-strings", pattern_shape=(16,), **SMALL, rate_lr_scale=3.0)
+    x = strings(gen)
+    batch = EpisodeBatch(patterns=x, queries=flipped(x, gen), targets=x)
+
+    class Source:
+        def batch(self, step, rank=0):
+            return batch
+
+    trainer = Trainer(mem, Source(), TrainConfig(steps=1, lr=1e-3, tensorboard=False), progress=False)
+    trainer.fit()
+    lrs = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert lrs[id(mem.reader.raw_gamma)] == pytest.approx(3e-3) and lrs[id(mem.rule.raw_lr)] == pytest.approx(3e-3)
+    assert lrs[id(mem.energy_net.memory.weight)] == pytest.approx(1e-3)
+
+
+def test_unknown_write_reduction_is_a_config_error():
+    with pytest.raises(BadConfig, match="write_reduction"):
+        build_memory("ebmm-strings", pattern_shape=(16,), write_reduction="max")

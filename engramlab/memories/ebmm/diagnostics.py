@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from engramlab.episodes.batch import EpisodeBatch
+from engramlab.errors import BadInput
 from engramlab.memories.ebmm.memory import EBMM, EBMMState
 
 
@@ -114,7 +115,7 @@ def write_specificity(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
     """Share of the written change that is episode-specific: mean_b ‖Δ_b − mean_b' Δ_b'‖ / ‖Δ_b‖ with
     Δ_b = θ_b − θ̄ over all writable tensors (needs ≥ 2 episodes), and the mean ‖Δ_b‖."""
     if batch.patterns.shape[0] < 2:
-        raise ValueError("write_specificity needs a batch of at least 2 episodes")
+        raise BadInput(f"write_specificity needs a batch of at least 2 episodes, got {batch.patterns.shape[0]}")
     memory.eval()
     state = _state(memory, batch)
     anchor = memory.energy_net.initial_fast(batch.patterns.shape[0])
