@@ -92,3 +92,26 @@ def test_second_order_meta_step_saves_more_for_backward_than_first_order():
         for fo in (False, True)
     ]
     assert sizes[0] > sizes[1] > 0
+
+
+@pytest.mark.slow
+def test_omniglot_cpu_preset_checkpoints_and_resumes(tmp_path, monkeypatch, shared_data):
+    from engramlab.evaluation.suites import ebmm_omniglot as suite
+
+    tiny = {
+        **suite.CPU,
+        "steps": 2,
+        "test_batches": 1,
+        "conv": {"dynamic_size": [2], "channels": 4, "hidden_size": 8},
+        "fc": {"dynamic_size": [4], "channels": 4, "hidden_size": 16},
+        "ebmm": {**suite.CPU["ebmm"], "write_steps": 1, "read_steps": 1},
+    }
+    monkeypatch.setattr(suite, "CPU", tiny)
+    run_suite("ebmm-omniglot", preset="cpu", out_root=tmp_path, progress=False)
+    work = tmp_path / "ebmm-omniglot" / "cpu-work"
+    assert {p.name for p in work.iterdir()} == {"ebmm-conv-d2", "ebmm-fc-d4", "modern-hopfield-learned", "dkm"}
+    first = json.loads((tmp_path / "ebmm-omniglot" / "cpu.json").read_text())
+    run_suite("ebmm-omniglot", preset="cpu", out_root=tmp_path, progress=False, resume=True)
+    again = json.loads((tmp_path / "ebmm-omniglot" / "cpu.json").read_text())
+    conv = [(r["sq_error"], r["train_steps"]) for r in first["rows"] if r["model"] == "ebmm-conv"]
+    assert conv == [(r["sq_error"], r["train_steps"]) for r in again["rows"] if r["model"] == "ebmm-conv"]

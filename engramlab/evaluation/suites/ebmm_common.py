@@ -7,6 +7,7 @@ Not a suite itself (it registers nothing).
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from typing import Any
 
@@ -22,15 +23,36 @@ from engramlab.training import TrainConfig, Trainer
 PAPER_TRAIN = {"optimizer": "adamw", "lr": 5e-5, "weight_decay": 1e-6, "clip_norm": 0.05}
 
 
-def meta_train(memory: Memory, source: Any, ctx: BenchContext, steps: int, **train: Any) -> dict[str, float]:
-    """Meta-train ``memory`` for ``steps`` updates on ``source`` with the shared Trainer; returns timings."""
+def meta_train(
+    memory: Memory, source: Any, ctx: BenchContext, steps: int, name: str | None = None, **train: Any
+) -> dict[str, float]:
+    """Meta-train ``memory`` for ``steps`` updates on ``source`` with the shared Trainer; returns timings.
+
+    With ``name``, the run is checkpointed under ``ctx.work_dir/name`` (every tenth of the run) and
+    ``engram bench ... --resume`` continues it (without --resume an earlier run there is replaced)."""
     fields = {**PAPER_TRAIN, **train}
-    config = TrainConfig(steps=steps, log_every=max(1, steps // 10), tensorboard=False, **fields)
+    every = max(1, steps // 10)
+    out_dir = None
+    if name is not None:
+        out_dir = ctx.work_dir / name
+        if not ctx.resume and out_dir.exists():
+            shutil.rmtree(out_dir)
+    config = TrainConfig(
+        steps=steps, log_every=every, checkpoint_every=every if out_dir else 0, keep_last=1, tensorboard=False, **fields
+    )
     trainer = Trainer(
-        memory, source, config, device=ctx.device, progress=ctx.progress, seed=ctx.seed, handle_signals=False
+        memory,
+        source,
+        config,
+        out_dir=out_dir,
+        device=ctx.device,
+        progress=ctx.progress,
+        seed=ctx.seed,
+        resume=ctx.resume and out_dir is not None,
+        handle_signals=False,
     )
     result = trainer.fit()
-    return {"train_steps": steps, "train_seconds": result.wall_seconds, "final_train_loss": result.loss}
+    return {"train_steps": result.step, "train_seconds": result.wall_seconds, "final_train_loss": result.loss}
 
 
 def evaluate(
