@@ -58,7 +58,8 @@ def main(gamma: float, steps: int) -> None:
         steps=steps, optimizer="adam", lr=1e-3, clip_norm=1.0, eval_every=50, eval_batches=2, log_every=50,
         tensorboard=False,
     )  # fmt: skip
-    Trainer(memory, source("train", 4), config, val_source=val, progress=False, hooks=[report], handle_signals=False).fit()
+    trainer = Trainer(memory, source("train", 4), config, val_source=val, progress=False, hooks=[report])
+    trainer.fit()
 
 
 if __name__ == "__main__":
