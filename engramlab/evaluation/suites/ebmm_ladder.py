@@ -47,8 +47,8 @@ BASELINES = [
     ("storkey", "hopfield-storkey", {"update": "async", "steps": 20}),
     ("pseudo-inverse", "hopfield-pinv", {"update": "async", "steps": 20}),
 ]
-CPU_EBMM = {
-    "hidden_size": 128,
+# the CPU settings of the write and read (any EBMM architecture), then the strings network's size
+CPU_RULE = {
     "write_steps": 3,
     "read_steps": 5,
     "read_gamma": 5.0,
@@ -58,6 +58,7 @@ CPU_EBMM = {
     "rate_lr_scale": 3.0,
     "write_reduction": "sum",
 }
+CPU_EBMM = {"hidden_size": 128, **CPU_RULE}
 CPU_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "clip_norm": 1.0}
 QUICK = {
     "T": [1, 2, 4, 8, 16, 32],

@@ -18,6 +18,7 @@ import logging
 
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
+from engramlab.evaluation.suites import ebmm_ladder
 from engramlab.evaluation.suites.ebmm_common import (
     PAPER_TRAIN,
     ClampedReads,
@@ -53,17 +54,8 @@ CPU = {
     **QUICK,
     "steps": 1500,
     "test_batches": 8,
-    "ebmm": {
-        "write_steps": 3,
-        "read_steps": 5,
-        "read_gamma": 5.0,
-        "write_lr": 1.0,
-        "alpha": 0.2,
-        "beta": 0.05,
-        "rate_lr_scale": 3.0,
-        "write_reduction": "sum",
-    },
-    "train": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "clip_norm": 1.0},
+    "ebmm": dict(ebmm_ladder.CPU_RULE),
+    "train": dict(ebmm_ladder.CPU_TRAIN),
 }
 FULL = {
     "T": 16,
