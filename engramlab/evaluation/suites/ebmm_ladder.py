@@ -110,7 +110,9 @@ def per_rung(value: int | dict[int, int], T: int) -> int:
     return value[T] if isinstance(value, dict) else value
 
 
-def source(T: int, batch_size: int, split: str, seed: int, queries: int | None) -> EpisodeSource:
+def source(T: int, batch_size: int, split: str, seed: int, queries: int | None = None) -> EpisodeSource:
+    """Episodes of T random 128-bit ±1 strings; queries are the first ``queries`` (None: all T) with 10%
+    of their bits flipped."""
     config = DataConfig(
         dataset="binary_strings",
         string_dim=DIM,

@@ -1,6 +1,7 @@
 """Checks that a written EBMM behaves as a memory (issue 12, the ladder's diagnostics).
 
-Each function takes a memory and one batch of episodes and returns plain floats, so the ladder
+Each function takes a memory, one batch of episodes and optionally its written state (``diagnose``
+writes the batch once for all of them) and returns plain floats, so the ladder
 benchmark can report them per rung and the tests can assert them on a trained small model:
 
 - ``energy_order``: after a write, E(stored) < E(query) < E(random string) — the energy ranks patterns;
@@ -35,16 +36,19 @@ def _wrong_bits(read: Tensor, target: Tensor, mid: float) -> float:
     return float(((read > mid) != (target > mid)).float().mean())
 
 
-def _state(memory: EBMM, batch: EpisodeBatch) -> EBMMState:
+def _state(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None) -> EBMMState:
+    """The given written state, else the batch written now (callers put the memory in eval mode first)."""
+    if state is not None:
+        return state
     with torch.no_grad():
         return memory.write(batch.patterns)
 
 
-def energy_order(memory: EBMM, batch: EpisodeBatch, seed: int = 0) -> dict[str, float]:
+def energy_order(memory: EBMM, batch: EpisodeBatch, seed: int = 0, state: EBMMState | None = None) -> dict[str, float]:
     """Fractions of queries n with E(stored_n) < E(query_n), and E(query_n) < E(random_n), after a write
     (random_n: a uniform pattern in the data range, binarised for ±1 strings), plus the mean energies."""
     memory.eval()
-    state = _state(memory, batch)
+    state = _state(memory, batch, state)
     low, high = memory.value_range
     n = batch.queries.shape[1]
     g = torch.Generator().manual_seed(seed)
@@ -65,11 +69,11 @@ def energy_order(memory: EBMM, batch: EpisodeBatch, seed: int = 0) -> dict[str, 
     }
 
 
-def fixed_point_drift(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
+def fixed_point_drift(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None = None) -> dict[str, float]:
     """Hamming error (and squared error) of the read started at the clean stored patterns: 0 when every
     stored pattern is a fixed point of the K read steps."""
     memory.eval()
-    state = _state(memory, batch)
+    state = _state(memory, batch, state)
     with torch.no_grad():
         read = memory.read(batch.targets, state)
     memory.train()
@@ -95,10 +99,10 @@ def projected_gradient(grad: Tensor, x: Tensor, low: float, high: float) -> Tens
     return torch.where(blocked, torch.zeros_like(step), step)
 
 
-def stationarity(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
+def stationarity(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None = None) -> dict[str, float]:
     """Mean per-pattern ‖∇ₓE‖ and ‖projected ∇ₓE‖ at the stored patterns and at the queries."""
     memory.eval()
-    state = _state(memory, batch)
+    state = _state(memory, batch, state)
     low, high = memory.value_range
     n = batch.queries.shape[1]
     out = {}
@@ -111,13 +115,13 @@ def stationarity(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
     return out
 
 
-def write_specificity(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
+def write_specificity(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None = None) -> dict[str, float]:
     """Share of the written change that is episode-specific: mean_b ‖Δ_b − mean_b' Δ_b'‖ / ‖Δ_b‖ with
     Δ_b = θ_b − θ̄ over all writable tensors (needs ≥ 2 episodes), and the mean ‖Δ_b‖."""
     if batch.patterns.shape[0] < 2:
         raise BadInput(f"write_specificity needs a batch of at least 2 episodes, got {batch.patterns.shape[0]}")
     memory.eval()
-    state = _state(memory, batch)
+    state = _state(memory, batch, state)
     anchor = memory.energy_net.initial_fast(batch.patterns.shape[0])
     delta = torch.cat([(state.fast[n] - anchor[n]).detach().flatten(1) for n in state.fast], 1)  # (B, P)
     specific = delta - delta.mean(0, keepdim=True)
@@ -129,11 +133,11 @@ def write_specificity(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
     }
 
 
-def swap_error(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
+def swap_error(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None = None) -> dict[str, float]:
     """Hamming error of reads with the episode's own written weights and with those of the next
     episode in the batch (rolled by one), for the same queries."""
     memory.eval()
-    state = _state(memory, batch)
+    state = _state(memory, batch, state)
     swapped = EBMMState(fast={n: t.roll(1, 0) for n, t in state.fast.items()})
     with torch.no_grad():
         own = memory.read(batch.queries, state)
@@ -144,11 +148,13 @@ def swap_error(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
 
 
 def diagnose(memory: EBMM, batch: EpisodeBatch) -> dict[str, float]:
-    """All of the above on one batch, as one flat dict."""
+    """All of the above on one batch (written once), as one flat dict."""
+    memory.eval()
+    state = _state(memory, batch, None)
     return {
-        **energy_order(memory, batch),
-        **fixed_point_drift(memory, batch),
-        **stationarity(memory, batch),
-        **write_specificity(memory, batch),
-        **swap_error(memory, batch),
+        **energy_order(memory, batch, state=state),
+        **fixed_point_drift(memory, batch, state),
+        **stationarity(memory, batch, state),
+        **write_specificity(memory, batch, state),
+        **swap_error(memory, batch, state),
     }
