@@ -88,3 +88,35 @@ def test_mnist_cpu_preset_trains_the_residual_rule_and_resumes(tmp_path, monkeyp
     run_suite("mplp-mnist", preset="cpu", out_root=tmp_path, progress=False, resume=True)
     data = json.loads((tmp_path / "mplp-mnist" / "cpu.json").read_text())
     assert [r["step"] for r in data["extra"]["meta_curve"]] == [1, 2, 3]  # continued, not restarted
+
+
+@pytest.mark.slow
+def test_ablation_cpu_preset_compares_message_sizes_over_seeds_and_resumes(tmp_path, monkeypatch):
+    tiny = {**mplp_ablation.CPU, "outer_steps": 2, "seeds": 2, "monitor_every": 1}
+    monkeypatch.setattr(mplp_ablation, "CPU", tiny)
+    monkeypatch.setattr(mplp_ablation, "VARIANTS", [("message", 1, "layer"), ("message", 8, "layer")])
+
+    def ctx(resume):
+        return BenchContext("mplp-ablation", False, 0, torch.device("cpu"), tmp_path, None, False, "cpu", resume)
+
+    first = mplp_ablation.mplp_ablation(ctx(False))
+    assert [(r["seed"], r["model"].split(" (")[0]) for r in first.rows] == [
+        (0, "msg 1, sharing layer, seed 0"),
+        (1, "msg 1, sharing layer, seed 1"),
+        ("all", "msg 1, sharing layer"),
+        (0, "msg 8, sharing layer, seed 0"),
+        (1, "msg 8, sharing layer, seed 1"),
+        ("all", "msg 8, sharing layer"),
+        ("all", "msg 8 − msg 1"),
+    ]
+    seeds = [r for r in first.rows if r["seed"] != "all"]
+    assert seeds[0]["loss@1"] != seeds[1]["loss@1"]  # different seeds train different rules
+    mean = first.rows[2]
+    per_seed = [seeds[0]["loss@5"], seeds[1]["loss@5"]]
+    assert mean["loss@5"] == pytest.approx(sum(per_seed) / 2) and mean["loss@5_ci"] > 0
+    diff = first.rows[-1]
+    assert diff["loss@5"] == pytest.approx(first.rows[5]["loss@5"] - mean["loss@5"], abs=1e-6)
+    assert diff["better@5"] in {"0/2", "1/2", "2/2"}
+    assert len(list((tmp_path / "cpu-work").glob("*.pt"))) == 4  # one checkpoint per variant and seed
+    again = mplp_ablation.mplp_ablation(ctx(True))  # everything trained: --resume only evaluates
+    assert [r["loss@5"] for r in again.rows] == pytest.approx([r["loss@5"] for r in first.rows])

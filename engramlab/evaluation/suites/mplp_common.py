@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
-from engramlab.rules.mplp.meta import baseline_curves, lr_curves, pick_lr
+from engramlab.rules.mplp.meta import baseline_curves, lr_curves, meta_train, pick_lr
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +133,58 @@ def plot_meta_curves(path, curves: dict[str, list[dict]], key: str = "loss", log
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def meta_train_checkpointed(
+    ctx: BenchContext, name: str, model, train, budget: dict, monitor=None, calibrate_batches: int = 2
+) -> list[dict]:
+    """meta_train with a checkpoint every ``budget["monitor_every"]`` outer steps under ctx.work_dir.
+
+    ``engram bench ... --resume`` continues from it (a plain tensor/number file, loaded with
+    ``weights_only=True``). ``budget`` keys: outer_steps, outer_lr, scalar_lr, curriculum, max_seconds,
+    max_cpu_seconds, monitor_every (0: no checkpoints, ~30 logged points). ``monitor(model) -> dict`` adds
+    validation numbers to every logged row."""
+    path = ctx.work_dir / f"{name}.pt"
+    start, cpu_used, past, opt = 0, 0.0, [], None
+    if budget["scalar_lr"] is not None:
+        opt = torch.optim.Adam(model.param_groups(budget["outer_lr"], budget["scalar_lr"]), lr=budget["outer_lr"])
+    if ctx.resume and path.exists():
+        ckpt = torch.load(path, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        if opt is not None:
+            opt.load_state_dict(ckpt["opt"])
+        start, cpu_used, past = ckpt["step"], ckpt["cpu_seconds"], ckpt["curve"]
+        log.info("resumed %s at outer step %d (%.0f CPU-s)", name, start, cpu_used)
+    elif model.rule.learned:
+        model.calibrate(train, batches=calibrate_batches, device=ctx.device)
+    every = budget["monitor_every"] or max(1, budget["outer_steps"] // 30)
+
+    def on_log(step, mod, optimizer, curve):
+        if monitor is not None:
+            curve[-1].update(monitor(mod))
+        if budget["monitor_every"]:
+            ctx.work_dir.mkdir(parents=True, exist_ok=True)
+            state = {"model": mod.state_dict(), "opt": optimizer.state_dict(), "step": step}
+            state.update(cpu_seconds=curve[-1]["cpu_seconds"], curve=past + curve)
+            torch.save(state, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+
+    if start >= budget["outer_steps"] or (past and "stopped_early" in past[-1]):
+        return past
+    curve = meta_train(
+        model,
+        train,
+        budget["outer_steps"],
+        lr=budget["outer_lr"],
+        log_every=every,
+        device=ctx.device,
+        max_seconds=budget["max_seconds"],
+        scalar_lr=budget["scalar_lr"],
+        curriculum=budget["curriculum"],
+        start_step=start,
+        optimizer=opt,
+        on_log=on_log,
+        max_cpu_seconds=budget["max_cpu_seconds"],
+        cpu_used=cpu_used,
+    )
+    return past + curve

@@ -34,11 +34,12 @@ from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites.mplp_common import (
     curve_row,
     evaluate_curves,
+    meta_train_checkpointed,
     plot_curves,
     plot_meta_curves,
     tuned_baselines,
 )
-from engramlab.rules.mplp.meta import MPLPMetaLearner, _task_init, meta_train
+from engramlab.rules.mplp.meta import MPLPMetaLearner, _task_init
 from engramlab.rules.mplp.tasks import MNISTSource
 
 log = logging.getLogger(__name__)
@@ -113,54 +114,6 @@ MPLP_NAME = {False: "MPLP (GRU 7, msg 4)", True: "MPLP residual (GRU 7, msg 4)"}
 ABLATION_NAME = "SGD, meta-learned per-layer rates"
 
 
-def _meta_train_checkpointed(ctx: BenchContext, name: str, model, train, budget, monitor=None) -> list[dict]:
-    """meta_train with a checkpoint every logged step under ctx.work_dir (``--resume`` continues from it)."""
-    path = ctx.work_dir / f"{name}.pt"
-    start, cpu_used, past, opt = 0, 0.0, [], None
-    if budget["scalar_lr"] is not None:
-        opt = torch.optim.Adam(model.param_groups(budget["outer_lr"], budget["scalar_lr"]), lr=budget["outer_lr"])
-    if ctx.resume and path.exists():
-        ckpt = torch.load(path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        if opt is not None:
-            opt.load_state_dict(ckpt["opt"])
-        start, cpu_used, past = ckpt["step"], ckpt["cpu_seconds"], ckpt["curve"]
-        log.info("mplp-mnist: resumed %s at outer step %d (%.0f CPU-s)", name, start, cpu_used)
-    elif model.rule.learned:
-        model.calibrate(train, batches=2, device=ctx.device)
-    every = budget["monitor_every"] or max(1, budget["outer_steps"] // 30)
-
-    def on_log(step, mod, optimizer, curve):
-        if monitor is not None:
-            curve[-1].update(monitor(mod))
-        if budget["monitor_every"]:
-            ctx.work_dir.mkdir(parents=True, exist_ok=True)
-            state = {"model": mod.state_dict(), "opt": optimizer.state_dict(), "step": step}
-            state.update(cpu_seconds=curve[-1]["cpu_seconds"], curve=past + curve)
-            torch.save(state, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
-
-    if start >= budget["outer_steps"] or (past and "stopped_early" in past[-1]):
-        return past
-    curve = meta_train(
-        model,
-        train,
-        budget["outer_steps"],
-        lr=budget["outer_lr"],
-        log_every=every,
-        device=ctx.device,
-        max_seconds=budget["max_seconds"],
-        scalar_lr=budget["scalar_lr"],
-        curriculum=budget["curriculum"],
-        start_step=start,
-        optimizer=opt,
-        on_log=on_log,
-        max_cpu_seconds=budget["max_cpu_seconds"],
-        cpu_used=cpu_used,
-    )
-    return past + curve
-
-
 @register_suite(
     "mplp-mnist",
     "MPLP (GRU 7, msg 4) vs tuned SGD/Adam on 12x12 MNIST 20x8, transfers to step activation and 784-100-10",
@@ -207,7 +160,7 @@ def mplp_mnist(ctx: BenchContext) -> BenchResult:
             return {f"val_acc@{t}": accs[:, t].mean().item() for t in (1, 5, STEPS)}
 
     start = time.process_time()
-    curve = _meta_train_checkpointed(ctx, "mplp", model, train, budget, monitor)
+    curve = meta_train_checkpointed(ctx, "mplp", model, train, budget, monitor)
     last = curve[-1]
     notes.append(
         f"{MPLP_NAME[residual]} meta-trained {last['step']} outer steps ({budget['tasks_per_batch']} task(s) each) "
@@ -221,7 +174,7 @@ def mplp_mnist(ctx: BenchContext) -> BenchResult:
             sizes, **arch, init_scheme=init, rule_options={**options, "learned": False}, truncate=budget["truncate"]
         ).to(dev)
         abl_budget = {**budget, "outer_steps": last["step"], "max_cpu_seconds": None}
-        abl_curve = _meta_train_checkpointed(ctx, "ablation", ablation, train, abl_budget, monitor)
+        abl_curve = meta_train_checkpointed(ctx, "ablation", ablation, train, abl_budget, monitor)
         models[ABLATION_NAME] = ablation
         curves[ABLATION_NAME] = abl_curve
         extra["ablation_meta_curve"] = abl_curve
