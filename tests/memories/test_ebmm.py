@@ -288,6 +288,20 @@ def test_empty_episode_is_rejected(small):
         small.write(torch.zeros(3, 0, 16))
 
 
+@pytest.mark.parametrize("name", ["ebmm-conv", "ebmm-fc"])
+def test_a_blank_image_in_an_episode_is_rejected_by_name_and_position(name):
+    # GroupNorm of an all-zero image has variance 0 and the double-backward write gradient overflows
+    # (it used to surface as "gradient ... is not finite"); a blank query still reads finitely.
+    mem = build_memory(name, pattern_shape=(1, 16, 16), dynamic_size=2, channels=8, hidden_size=8).eval()
+    x = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x[1, 2] = 0
+    with pytest.raises(BadInput, match="episode 1, pattern 2 is an all-zero image"):
+        mem.write(x)
+    query = x[:, :2].clone()
+    query[0, 0] = 0
+    assert torch.isfinite(mem.read(query, mem.write(x[:, :2]))).all()
+
+
 def test_mismatched_pattern_sizes_between_write_and_read_are_rejected(gen):
     mem = build_memory("ebmm-strings", pattern_shape=(16,), **SMALL)
     x = strings(gen)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
@@ -189,6 +189,7 @@ class EBMM(Memory):
     def write(self, episode: Tensor) -> EBMMState:
         """(B, T, *pattern) -> fast weights after ``write_steps`` steps of the rule (eq. 3)."""
         self.check_patterns(episode, "episode")
+        self._check_normalisable(episode)
         cfg = self.config
         anchor = self.energy_net.initial_fast(episode.shape[0])
         if not self.training:
@@ -200,6 +201,22 @@ class EBMM(Memory):
         with torch.enable_grad():
             fast = self.rule(dict(anchor), episode, objective)
         return EBMMState(fast=fast)
+
+    def _check_normalisable(self, episode: Tensor) -> None:
+        """The image energies normalise every feature map (GroupNorm over C, H, W). An all-zero image gives
+        constant maps of variance 0: their write gradient (the α‖∇ₓE‖² term differentiated again) grows
+        as (var + eps)^-3/2 per normalisation and overflows, so refuse such an image with its position
+        instead of failing later with a non-finite gradient."""
+        if not any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.energy_net.modules()):
+            return
+        blank = episode.flatten(2).abs().amax(-1) == 0  # (B, T)
+        if blank.any():
+            b, t = (int(i) for i in blank.nonzero()[0])
+            raise BadInput(
+                f"episode {b}, pattern {t} is an all-zero image: memory '{self.registry_name}' normalises its "
+                "feature maps and cannot write a blank image (its write gradient is not finite); drop it or "
+                "add any content"
+            )
 
     def read_iterates(self, query: Tensor, state: EBMMState) -> list[Tensor]:
         """All K read iterates, each (B, N, *pattern)."""
