@@ -70,6 +70,7 @@ class TrainResult:
         interrupted: True when Ctrl-C/SIGTERM stopped the run (a checkpoint was saved first).
         stopped_by_time: True when ``max_seconds`` ran out before ``steps``.
         wall_seconds: wall time of this call.
+        run_wall_seconds: wall time of the whole run, resumed segments included (as log.csv's ``wall``).
     """
 
     step: int
@@ -84,6 +85,7 @@ class TrainResult:
     interrupted: bool = False
     stopped_by_time: bool = False
     wall_seconds: float = 0.0
+    run_wall_seconds: float = 0.0
 
 
 def step_seed(seed: int, rank: int, step: int, micro: int = 0, tag: int = 0) -> int:
@@ -489,6 +491,7 @@ class Trainer:
             result.best_checkpoint = best if (best / ckpt.META_FILE).is_file() else None
             result.log_path = self.out_dir / "log.csv"
         result.wall_seconds = time.perf_counter() - self._t0
+        result.run_wall_seconds = self._wall_before + result.wall_seconds
         return result
 
     def _evaluate_and_keep_best(self, train_row: dict[str, float]) -> dict[str, float]:

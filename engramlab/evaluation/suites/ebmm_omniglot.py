@@ -23,6 +23,7 @@ from engramlab.evaluation.suites.ebmm_common import (
     PAPER_TRAIN,
     ClampedReads,
     evaluate,
+    memory_use,
     meta_train,
     query_error,
     speed,
@@ -101,7 +102,7 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
         for d in budget[kind]["dynamic_size"]:
             memory = build_memory(f"ebmm-{kind}", shape, dynamic_size=d, **arch, **budget["ebmm"])
             train = meta_train(memory, train_source, ctx, budget["steps"], f"ebmm-{kind}-d{d}", **budget["train"])
-            stats = evaluate(memory, test, ctx.device)
+            stats = {**evaluate(memory, test, ctx.device), **memory_use(memory, test, ctx.device)}
             rows.append(
                 {"model": f"ebmm-{kind}", "dynamic_size": d, "memory_floats": memory.memory_floats(), **stats, **train}
             )
@@ -177,6 +178,7 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
     image_grid(batch.targets, batch.queries, read, ctx.figure_path("ebmm-conv-reads"))
     conv_err = min(r["sq_error"] for r in rows if r["model"] == "ebmm-conv")
     fc_err = min(r["sq_error"] for r in rows if r["model"] == "ebmm-fc")
+    query_err = next(r["sq_error"] for r in rows if r["model"] == "query (no read)")
     hopfield = {"modern-hopfield-learned"} | {label for label, *_ in BASELINES}
     fitting = [r for r in rows if r["fits_budget"] and r["model"] in hopfield]
     return BenchResult(
@@ -188,6 +190,8 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
             "fits_budget",
             "sq_error",
             "sq_error_ci",
+            "swap_gap",
+            "unwritten_sq_error",
             "hamming",
             "hamming_ci",
             "train_steps",
@@ -207,11 +211,16 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
             "targets": {
                 "conv_below_fc": conv_err < fc_err,
                 "conv_below_fitting_hopfield": all(conv_err < r["sq_error"] for r in fitting),
+                "conv_third_of_query": conv_err <= query_err / 3,
+                "conv_uses_memory": all(r["swap_gap"] > r["swap_gap_ci"] for r in rows if r["model"] == "ebmm-conv"),
             },
         },
         notes=[
             "sq_error: Σ_pixels (read − stored)², mean over queries, mean ± 95% CI (t) over test episodes; "
             "hamming: fraction of pixels on the wrong side of 0.5.",
+            "swap_gap (EBMM rows): squared error of the same queries read with the next episode's written weights "
+            "minus with their own, per episode (≈ 0: the read ignores what was written); unwritten_sq_error: read "
+            "with the meta-learned θ̄, no write (ebmm_common.memory_use).",
             f"fits_budget: memory floats ≤ {budget_floats} (the largest EBMM here). Classical rules store "
             "D(D−1)/2 floats and the modern store T·D: compare them with that in mind.",
             f"Omniglot→MNIST transfer (EBMM-conv trained on Omniglot, read on MNIST): {transfer}.",
