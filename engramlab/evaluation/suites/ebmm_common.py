@@ -85,6 +85,7 @@ def memory_use(memory: Any, batches: list[EpisodeBatch], device: torch.device) -
     episode's own written weights, with those of the next episode in the batch (``swap``) and with the
     unwritten meta-learned θ̄ (``unwritten``); ``swap_gap`` = swap − own per episode (≈ 0: the read does
     not use the memory, whatever its error). Mean ± 95% CI over episodes."""
+    from engramlab.memories.ebmm.diagnostics import swapped_state
     from engramlab.memories.ebmm.memory import EBMMState
 
     memory.eval()
@@ -95,7 +96,7 @@ def memory_use(memory: Any, batches: list[EpisodeBatch], device: torch.device) -
         anchor = memory.energy_net.initial_fast(batch.patterns.shape[0])
         states = {
             "own": state,
-            "swap": EBMMState(fast={n: t.roll(1, 0) for n, t in state.fast.items()}),
+            "swap": swapped_state(state),
             "unwritten": EBMMState(fast={n: t.detach() for n, t in anchor.items()}),
         }
         with torch.no_grad():

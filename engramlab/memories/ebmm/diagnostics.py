@@ -133,12 +133,17 @@ def write_specificity(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None
     }
 
 
+def swapped_state(state: EBMMState, shift: int = 1) -> EBMMState:
+    """Episode b gets the written weights of episode b − shift (the batch rolled by ``shift``)."""
+    return EBMMState(fast={n: t.roll(shift, 0) for n, t in state.fast.items()})
+
+
 def swap_error(memory: EBMM, batch: EpisodeBatch, state: EBMMState | None = None) -> dict[str, float]:
     """Hamming error of reads with the episode's own written weights and with those of the next
     episode in the batch (rolled by one), for the same queries."""
     memory.eval()
     state = _state(memory, batch, state)
-    swapped = EBMMState(fast={n: t.roll(1, 0) for n, t in state.fast.items()})
+    swapped = swapped_state(state)
     with torch.no_grad():
         own = memory.read(batch.queries, state)
         other = memory.read(batch.queries, swapped)

@@ -127,6 +127,8 @@ class EBMM(Memory):
     def __init__(self, config: EBMMConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
         self.energy_net = self.build_energy(config, self.pattern_shape)
+        # normalised feature maps cannot write a blank image (``_check_normalisable``); decided once, not per write
+        self._normalises = any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.energy_net.modules())
         names = self.energy_net.memory_names()
         if config.memory_bias_init:
             params = dict(self.energy_net.named_parameters())
@@ -207,7 +209,7 @@ class EBMM(Memory):
         constant maps of variance 0: their write gradient (the α‖∇ₓE‖² term differentiated again) grows
         as (var + eps)^-3/2 per normalisation and overflows, so refuse such an image with its position
         instead of failing later with a non-finite gradient."""
-        if not any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.energy_net.modules()):
+        if not self._normalises:
             return
         blank = episode.flatten(2).abs().amax(-1) == 0  # (B, T)
         if blank.any():
