@@ -295,7 +295,7 @@ def test_a_blank_image_in_an_episode_is_rejected_by_name_and_position(name):
     mem = build_memory(name, pattern_shape=(1, 16, 16), dynamic_size=2, channels=8, hidden_size=8).eval()
     x = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     x[1, 2] = 0
-    with pytest.raises(BadInput, match="episode 1, pattern 2 is an all-zero image"):
+    with pytest.raises(NumericalError, match="episode 1, pattern 2 is an all-zero image"):
         mem.write(x)
     query = x[:, :2].clone()
     query[0, 0] = 0

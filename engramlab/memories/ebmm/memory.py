@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from engramlab.episodes.batch import EpisodeBatch
-from engramlab.errors import BadConfig, BadInput
+from engramlab.errors import BadConfig, BadInput, NumericalError
 from engramlab.memories.base import Memory, MemoryConfig, State, register
 from engramlab.memories.ebmm.energy import EnergyNet, GatedRNNEnergy, ResNetConvEnergy, ResNetFCEnergy
 from engramlab.memories.ebmm.read import DecoderRead, NesterovRead
@@ -208,13 +208,14 @@ class EBMM(Memory):
         """The image energies normalise every feature map (GroupNorm over C, H, W). An all-zero image gives
         constant maps of variance 0: their write gradient (the α‖∇ₓE‖² term differentiated again) grows
         as (var + eps)^-3/2 per normalisation and overflows, so refuse such an image with its position
-        instead of failing later with a non-finite gradient."""
+        (NumericalError, the hardening contract's error for a degenerate episode) instead of failing later
+        with an anonymous non-finite gradient."""
         if not self._normalises:
             return
         blank = episode.flatten(2).abs().amax(-1) == 0  # (B, T)
         if blank.any():
             b, t = (int(i) for i in blank.nonzero()[0])
-            raise BadInput(
+            raise NumericalError(
                 f"episode {b}, pattern {t} is an all-zero image: memory '{self.registry_name}' normalises its "
                 "feature maps and cannot write a blank image (its write gradient is not finite); drop it or "
                 "add any content"
