@@ -69,7 +69,7 @@ def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data)
 
     tiny = {
         **suite.QUICK,
-        "steps": 1,
+        "curriculum": {8: 1},
         "test_batches": 1,
         "conv": {"dynamic_size": [2], "channels": 4, "hidden_size": 8},
         "fc": {"dynamic_size": [4], "channels": 4, "hidden_size": 16},
@@ -100,7 +100,7 @@ def test_omniglot_cpu_preset_checkpoints_and_resumes(tmp_path, monkeypatch, shar
 
     tiny = {
         **suite.CPU,
-        "steps": 2,
+        "curriculum": {1: 2, 2: 1, 8: 2},
         "test_batches": 1,
         "conv": {"dynamic_size": [2], "channels": 4, "hidden_size": 8},
         "fc": {"dynamic_size": [4], "channels": 4, "hidden_size": 16},
@@ -110,8 +110,14 @@ def test_omniglot_cpu_preset_checkpoints_and_resumes(tmp_path, monkeypatch, shar
     run_suite("ebmm-omniglot", preset="cpu", out_root=tmp_path, progress=False)
     work = tmp_path / "ebmm-omniglot" / "cpu-work"
     assert {p.name for p in work.iterdir()} == {"ebmm-conv-d2", "ebmm-fc-d4", "modern-hopfield-learned", "dkm"}
+    assert {p.name for p in (work / "ebmm-conv-d2").iterdir()} == {"T1", "T2", "T8"}  # one checkpointed run per rung
     first = json.loads((tmp_path / "ebmm-omniglot" / "cpu.json").read_text())
     run_suite("ebmm-omniglot", preset="cpu", out_root=tmp_path, progress=False, resume=True)
     again = json.loads((tmp_path / "ebmm-omniglot" / "cpu.json").read_text())
     conv = [(r["sq_error"], r["train_steps"]) for r in first["rows"] if r["model"] == "ebmm-conv"]
     assert conv == [(r["sq_error"], r["train_steps"]) for r in again["rows"] if r["model"] == "ebmm-conv"]
+    assert conv[0][1] == 5  # the rungs' meta-steps, summed
+    rungs = first["extra"]["curriculum"]["ebmm-conv-d2"]
+    assert [r["T"] for r in rungs] == [1, 2, 8] and all("swap_gap" in r for r in rungs)
+    dkm = next(r for r in first["rows"] if r["model"] == "dkm")
+    assert dkm["train_steps"] == 5  # the same number of updates as the EBMM's whole curriculum
