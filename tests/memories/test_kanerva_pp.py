@@ -168,3 +168,31 @@ def test_paste_is_the_adjoint_of_crop_and_key_write_stores_the_episode(gen):
     assert model.block_writer.weight.grad.abs().sum() > 0
     with torch.no_grad():  # the memory depends on the episode's own frames through the pasted blocks
         assert not torch.allclose(model.write(x).memory, model.write(x.roll(1, 0)).memory)
+
+
+def test_smooth_key_write_blocks_are_upsampled_coarse_grids(gen):
+    with pytest.raises(BadConfig, match="key_write_smooth"):
+        small(key_write=True, key_write_smooth=3)
+    model = small(key_write=True, key_write_smooth=2)
+    side = model.config.window // 2
+    assert model.block_writer.out_features == model.config.reads * model.config.memory_channels * side**2
+    loss, _ = model.loss(EpisodeBatch(patterns=binary(gen)))
+    loss.backward()
+    assert torch.isfinite(model.block_writer.weight.grad).all() and model.block_writer.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("writer", ["block", "dense"])
+def test_decoder_reads_makes_the_reconstruction_depend_on_the_memory(gen, writer):
+    # p(x|z) (default): with z drawn from q(z|X) alone, the reconstruction term ignores whose memory was written;
+    # p(x|z, M̂, Y) (decoder_reads): it changes when another episode's memory is read
+    x = binary(gen)
+    for reads, differs in ((False, False), (True, True)):
+        model = small(writer=writer, key_write=writer == "block", decoder_reads=reads)
+        with torch.no_grad():
+            own = model.elbo_terms(x, sample=False)["rec"]
+            swapped = model.elbo_terms(x, sample=False, write_from=x.roll(1, 0))["rec"]
+        assert (not torch.allclose(own, swapped)) == differs
+        if reads:
+            state = model.write(x)
+            assert model.generate(state, 3).shape == (2, 3, 1, 8, 8)
+            assert model.read(x, state, steps=2).shape == x.shape

@@ -43,6 +43,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadConfig, BadInput
@@ -88,6 +89,13 @@ class KanervaPlusConfig(ImageCodersConfig):
         by the adjoint of the read (``paste``), summed over the episode: M = f_mem(pool E) + Σ_t,k paste(b_tk,
         μ_Y,tk). A deviation from §3.3; M stays a deterministic function of X, and a read finds a frame's
         block only if its sampled key is close to its key mean, so precise keys pay for their KL.
+    key_write_smooth: with ``key_write``, each written block is a (window/f)² grid upsampled bilinearly by f, so that
+        a read at a key sample away from the key mean (a shifted or zoomed window) still sees most of the block;
+        1 = full-resolution blocks. A deviation (issue 13 probe).
+    decoder_reads: the decoder sees the memory read as well as z: p(x_t|z_t, M̂_t, Y_t) (Eq. 4 writes the decoder
+        as p_θ(X|Z, M, Y); §3.4: the read sub-regions "are used in the decoder"), through a second network like the
+        prior's mapping the read to L features concatenated to z. False (default): p(x_t|z_t), the memory reaching
+        the decoder only through the prior p(Z|M̂, Y). Opt-in: which the paper means is not settled by its text.
     """
 
     latent: int = 64
@@ -107,6 +115,8 @@ class KanervaPlusConfig(ImageCodersConfig):
     write_embed: int = 0
     posterior: Literal["top", "residual"] = "top"
     key_write: bool = False
+    key_write_smooth: int = 1
+    decoder_reads: bool = False
 
     def __post_init__(self) -> None:
         if self.memory_size < 8 or self.memory_size & (self.memory_size - 1):
@@ -115,6 +125,8 @@ class KanervaPlusConfig(ImageCodersConfig):
             raise BadConfig(f"window must be a multiple of 4 in [4, memory_size], got {self.window}")
         if min(self.latent, self.reads, self.memory_channels, self.read_steps, self.dlml_mixtures) < 1:
             raise BadConfig("latent, reads, memory_channels, read_steps and dlml_mixtures must be >= 1")
+        if self.key_write_smooth < 1 or self.window % self.key_write_smooth:
+            raise BadConfig(f"key_write_smooth must be a divisor of window >= 1, got {self.key_write_smooth}")
         if not 0 < self.key_min_scale <= 1:
             raise BadConfig(f"key_min_scale must lie in (0, 1], got {self.key_min_scale}")
 
@@ -211,12 +223,20 @@ class KanervaPlus(Memory):
         if cfg.writer == "block":
             self.writer = MemoryWriter(w_in, cfg.memory_channels, cfg.memory_size, cfg.writer_width)
             if cfg.key_write:  # per-frame blocks written at the key windows (deviation, see the config)
-                self.block_writer = nn.Linear(d, cfg.reads * cfg.memory_channels * cfg.window**2)
+                side = cfg.window // cfg.key_write_smooth
+                self.block_writer = nn.Linear(d, cfg.reads * cfg.memory_channels * side**2)
             self.prior = BlockPrior(cfg.reads * cfg.memory_channels, cfg.window, cfg.latent, cfg.prior_width)
+            if cfg.decoder_reads:  # BlockPrior's architecture with L outputs (the second half of its 2L is unused)
+                self.read_features = BlockPrior(
+                    cfg.reads * cfg.memory_channels, cfg.window, cfg.latent, cfg.prior_width
+                )
         else:  # §4.2: an equally sized dense memory and a dense prior on [memory, keys]
             self.writer = dense([w_in, cfg.dense_width, cfg.dense_width, self.memory_floats_])
             self.prior = dense([self.memory_floats_ + 3 * cfg.reads, cfg.dense_width, cfg.dense_width, 2 * cfg.latent])
-        self.decoder = ImageDecoder(cfg.latent, self.likelihood.param_channels(c), (h, w), cfg.decoder_width)
+            if cfg.decoder_reads:
+                self.read_features = dense([self.memory_floats_ + 3 * cfg.reads, cfg.dense_width, 2 * cfg.latent])
+        decoder_in = 2 * cfg.latent if cfg.decoder_reads else cfg.latent
+        self.decoder = ImageDecoder(decoder_in, self.likelihood.param_channels(c), (h, w), cfg.decoder_width)
 
     # -- pieces --------------------------------------------------------------------------------
     def _embed(self, x: Tensor) -> Tensor:
@@ -229,18 +249,31 @@ class KanervaPlus(Memory):
         mu, logvar = mu.reshape(shape), logvar.reshape(shape)
         return reparameterise(mu, logvar, sample), mu, logvar
 
-    def _prior(self, memory: Tensor, raw_keys: Tensor) -> tuple[Tensor, Tensor]:
-        """Memory (B, ...) and raw keys (B, N, K, 3) -> p(Z|M̂, Y) mean and log-variance (B, N, L)."""
+    def _read(self, memory: Tensor, raw_keys: Tensor) -> Tensor:
+        """Memory (B, ...) and raw keys (B, N, K, 3) -> what the prior reads: the K stacked blocks (B·N, K·C, w, w),
+        or for the dense writer [memory, keys] (B, N, floats + 3K)."""
         cfg = self.config
         b, n = raw_keys.shape[:2]
         if cfg.writer == "dense":
-            inputs = torch.cat([memory.unsqueeze(1).expand(b, n, -1), raw_keys.reshape(b, n, -1)], -1)
-            return split_gaussian(self.prior(inputs))
+            return torch.cat([memory.unsqueeze(1).expand(b, n, -1), raw_keys.reshape(b, n, -1)], -1)
         keys = squash_keys(raw_keys, cfg.key_min_scale)
         blocks = crop(memory, keys.reshape(b, n * cfg.reads, 3), (cfg.window, cfg.window), check=False)
-        blocks = blocks.reshape(b * n, cfg.reads * cfg.memory_channels, cfg.window, cfg.window)
-        mu, logvar = split_gaussian(self.prior(blocks))
-        return mu.reshape(b, n, -1), logvar.reshape(b, n, -1)
+        return blocks.reshape(b * n, cfg.reads * cfg.memory_channels, cfg.window, cfg.window)
+
+    def _prior(self, memory: Tensor, raw_keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Memory (B, ...) and raw keys (B, N, K, 3) -> p(Z|M̂, Y) mean and log-variance (B, N, L), and the read."""
+        b, n = raw_keys.shape[:2]
+        read = self._read(memory, raw_keys)
+        mu, logvar = split_gaussian(self.prior(read))
+        return mu.reshape(b, n, -1), logvar.reshape(b, n, -1), read
+
+    def _decode(self, z: Tensor, read: Tensor) -> Tensor:
+        """z (B, N, L) and the memory read (``_read``) -> the likelihood's parameters; with ``decoder_reads`` the
+        decoder also sees L features of the read (p(x|z, M̂, Y), Eq. 4)."""
+        if self.config.decoder_reads:
+            features = self.read_features(read)[..., : self.config.latent].reshape(z.shape)
+            z = torch.cat([z, features], -1)
+        return self.decoder(z)
 
     def _write_embedded(self, e: Tensor) -> KanervaPlusState:
         pooled = (e if self.write_head is None else self.write_head(e)).mean(1)
@@ -250,7 +283,11 @@ class KanervaPlus(Memory):
             b, t = e.shape[:2]
             key_mean = self._keys(e, sample=False)[1]
             keys = squash_keys(key_mean, cfg.key_min_scale).reshape(b, t * cfg.reads, 3)
-            blocks = self.block_writer(e).reshape(b, t * cfg.reads, cfg.memory_channels, cfg.window, cfg.window)
+            side = cfg.window // cfg.key_write_smooth
+            blocks = self.block_writer(e).reshape(b * t * cfg.reads, cfg.memory_channels, side, side)
+            if side != cfg.window:
+                blocks = F.interpolate(blocks, size=(cfg.window, cfg.window), mode="bilinear", align_corners=False)
+            blocks = blocks.reshape(b, t * cfg.reads, cfg.memory_channels, cfg.window, cfg.window)
             memory = memory + paste(blocks, keys, memory.shape)
         return KanervaPlusState(memory=memory)
 
@@ -270,7 +307,8 @@ class KanervaPlus(Memory):
 
         def step(x: Tensor) -> Tensor:
             _, key_mean, _ = self._keys(self._embed(x), sample=False)  # Y* from q(Y|X = x̂)
-            return self.likelihood.mean(self.decoder(self._prior(state.memory, key_mean)[0]))
+            mu, _, read = self._prior(state.memory, key_mean)
+            return self.likelihood.mean(self._decode(mu, read))
 
         return iterative_read(query, self.config.read_steps if steps is None else steps, step)
 
@@ -281,8 +319,8 @@ class KanervaPlus(Memory):
             raw_keys = torch.randn(b, n, self.config.reads, 3, device=state.memory.device)
         elif raw_keys.shape != (b, n, self.config.reads, 3):
             raise BadInput(f"raw_keys must have shape {(b, n, self.config.reads, 3)}, got {tuple(raw_keys.shape)}")
-        z_mean, _ = self._prior(state.memory, raw_keys)
-        return self.likelihood.mean(self.decoder(z_mean))
+        z_mean, _, read = self._prior(state.memory, raw_keys)
+        return self.likelihood.mean(self._decode(z_mean, read))
 
     def read_blocks(self, state: KanervaPlusState, keys: Tensor) -> Tensor:
         """Blocks at explicit keys (s, x, y): (B, N, 3) -> (B, N, C, window, window); keys outside raise."""
@@ -313,12 +351,12 @@ class KanervaPlus(Memory):
         else:
             state = self.write(write_from)
         keys, key_mu, key_logvar = self._keys(e, sample)
-        prior_mu, prior_logvar = self._prior(state.memory, keys)
+        prior_mu, prior_logvar, read = self._prior(state.memory, keys)
         z_mu, z_logvar = split_gaussian(self.z_posterior(e))
         if self.config.posterior == "residual":  # q = N(μ_p + Δμ, σ_p² e^Δ): a residual around the memory prior
             z_mu, z_logvar = prior_mu + z_mu, (prior_logvar + z_logvar).clamp(-10.0, 6.0)
         z = reparameterise(z_mu, z_logvar, sample)
-        rec = self.likelihood.log_prob(self.decoder(z), episode)
+        rec = self.likelihood.log_prob(self._decode(z, read), episode)
         kl_z = gaussian_kl(z_mu, z_logvar, prior_mu, prior_logvar)
         kl_y_dims = 0.5 * (key_logvar.exp() + key_mu.square() - 1.0 - key_logvar).flatten(-2)
         kl_y = kl_y_dims.sum(-1)
