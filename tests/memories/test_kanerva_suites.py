@@ -66,3 +66,18 @@ def test_key_usage_sees_keys_that_differ_between_frames(gen):
     model = build_memory("kanerva++", (1, 16, 16), **{**TINY_MODELS["kanerva++"], "window": 8})
     usage = kanerva_ablation.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
     assert usage["key_spread"] > 0 and usage["kl_y_max_dim"] > 0
+
+
+@pytest.mark.slow
+def test_likelihood_cpu_preset_runs_kpp_with_the_remedies_and_reports_key_std(tmp_path, monkeypatch, shared_data):
+    from engramlab.evaluation.suites import kanerva_likelihood
+
+    tiny = {**kanerva_likelihood.CPU, "steps": 2, "test_batches": 1, "datasets": ["binarized-mnist"]}
+    monkeypatch.setattr(kanerva_likelihood, "CPU", tiny)
+    record = json.loads(
+        bench.run_suite("kanerva-likelihood", preset="cpu", out_root=tmp_path, progress=False)["json"].read_text()
+    )
+    rows = {r["model"]: r for r in record["rows"]}
+    assert set(rows) == {"kanerva++", "dkm", "kpp-vae"} and {r["steps"] for r in rows.values()} == {2}
+    assert 0 < rows["kanerva++"]["key_std"] and rows["dkm"]["key_std"] is None
+    assert record["config"]["kanerva++"]["decoder_reads"] and any("remedies" in n for n in record["notes"])
