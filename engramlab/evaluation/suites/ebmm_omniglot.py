@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
+from engramlab.errors import BadConfig
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.evaluation.suites import ebmm_ladder
 from engramlab.evaluation.suites.ebmm_common import (
@@ -129,9 +130,7 @@ def train_curriculum(
 def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
     budget = ctx.budget(quick=QUICK, cpu=CPU, full=FULL)
     if list(budget["curriculum"])[-1] != budget["T"]:
-        raise ValueError(
-            f"ebmm-omniglot: the curriculum must end at the test T = {budget['T']}: {budget['curriculum']}"
-        )
+        raise BadConfig(f"ebmm-omniglot: the curriculum must end at the test T = {budget['T']}: {budget['curriculum']}")
     steps = sum(budget["curriculum"].values())
     # the Hopfield and DKM models train at the test T only, with the same number of updates and images per update
     train_source = source(

@@ -25,8 +25,10 @@ GroupNorm+Swish in place of EvoNormS0; K++'s optimiser (LARS+Adam, one-cycle) is
 Opt-in deviations studied for issue 13 (key-posterior collapse; defaults are the paper's model):
 ``key_spectral=False`` (no spectral norm on the key net), ``key_logvar_init`` (key net initialised with small
 key variances), ``kl_y_free_bits`` (free bits on KL(Y) in the training loss only), ``write_embed`` (a per-frame
-MLP before the episode pooling) and ``posterior="residual"`` (q(z_t) as a residual around the memory prior,
-so the decoder cannot bypass the memory); see ``KanervaPlusConfig`` and results/kanerva-ablation/diagnostics.
+MLP before the episode pooling), ``posterior="residual"`` (q(z_t) as a residual around the memory prior,
+so the decoder cannot bypass the memory), ``key_write`` / ``key_write_smooth`` (each frame also writes blocks at its
+key means) and ``decoder_reads`` (p(x|z, M̂, Y)); the kanerva-likelihood cpu preset uses all but write_embed and
+posterior; see ``KanervaPlusConfig`` and results/kanerva-ablation/diagnostics.
 
 Example::
 
