@@ -2,7 +2,7 @@
 continued at T = 8 for more meta-steps with the same settings (fresh Adam): does the error keep falling, and does
 the memory carry more of it? Evaluated on the suite's 32 test episodes every ``every`` steps.
 
-OMP_NUM_THREADS=1 python results/ebmm-omniglot/diagnostics/longer_t8.py 2100 700
+OMP_NUM_THREADS=1 python results/ebmm-omniglot/diagnostics/longer_t8.py 2100 700 [d]   (d: dynamic_size, default 8)
 """
 
 import sys
@@ -18,10 +18,11 @@ from engramlab.training.checkpoint import load_weights
 
 torch.set_num_threads(1)
 total, every = int(sys.argv[1]), int(sys.argv[2])
+d = int(sys.argv[3]) if len(sys.argv) > 3 else 8
 b = eo.CPU
 arch = {k: v for k, v in b["conv"].items() if k != "dynamic_size"}
-m = build_memory("ebmm-conv", (1, 32, 32), dynamic_size=8, **arch, **b["ebmm"])
-load_weights("results/ebmm-omniglot/cpu-work/ebmm-conv-d8/T8/step-00000700", m)
+m = build_memory("ebmm-conv", (1, 32, 32), dynamic_size=d, **arch, **b["ebmm"])
+load_weights(f"results/ebmm-omniglot/cpu-work/ebmm-conv-d{d}/T8/step-00000700", m)
 test = eo.source("omniglot", b, "test", 0).fixed_batches(b["test_batches"])
 train = eo.source("omniglot", {**b, "batch_size": b["images_per_step"] // b["T"]}, "train", 0)
 
