@@ -111,12 +111,13 @@ def test_trained_write_is_episode_specific_and_reads_need_their_own_memory(train
 
 @pytest.mark.parametrize("trained", [1], indirect=True)
 def test_memory_use_tells_a_used_memory_from_an_ignored_one(trained):
-    from engramlab.evaluation.suites.ebmm_common import memory_use
+    from engramlab.evaluation.suites.ebmm_common import evaluate, memory_use
 
     memory, batch = trained
     used = memory_use(memory, [batch], torch.device("cpu"))
     assert used["swap_gap"] - used["swap_gap_ci"] > 10  # another episode's weights read the wrong string
     assert used["unwritten_sq_error"] > 10
+    assert used["own_sq_error"] == pytest.approx(evaluate(memory, [batch], torch.device("cpu"))["sq_error"])
     ignored = build_memory("ebmm-strings", (128,), hidden_size=128, write_lr=1e-12, learn_write_lr=False)
     none = memory_use(ignored, [batch], torch.device("cpu"))
     assert abs(none["swap_gap"]) < 1e-4 and none["swap_gap_ci"] < 1e-4  # a write that moves nothing

@@ -82,9 +82,10 @@ def evaluate(
 
 def memory_use(memory: Any, batches: list[EpisodeBatch], device: torch.device) -> dict[str, float]:
     """Does an EBMM's read depend on what was written? Squared error of the same queries read with the
-    episode's own written weights, with those of the next episode in the batch (``swap``) and with the
-    unwritten meta-learned θ̄ (``unwritten``); ``swap_gap`` = swap − own per episode (≈ 0: the read does
-    not use the memory, whatever its error). Mean ± 95% CI over episodes."""
+    episode's own written weights (``own``, the same as ``evaluate``'s sq_error), with those of the next
+    episode in the batch (``swap``) and with the unwritten meta-learned θ̄ (``unwritten``); ``swap_gap`` =
+    swap − own per episode (≈ 0: the read does not use the memory, whatever its error). Mean ± 95% CI
+    over episodes."""
     from engramlab.memories.ebmm.diagnostics import swapped_state
     from engramlab.memories.ebmm.memory import EBMMState
 
@@ -104,7 +105,9 @@ def memory_use(memory: Any, batches: list[EpisodeBatch], device: torch.device) -
                 out[name].append(squared_error(memory.read(batch.queries, st), batch.targets).cpu())
     memory.train()
     own, swap, unwritten = (torch.cat(out[k]) for k in ("own", "swap", "unwritten"))
-    return summarize({"swap_sq_error": swap, "unwritten_sq_error": unwritten, "swap_gap": swap - own})
+    return summarize(
+        {"own_sq_error": own, "swap_sq_error": swap, "unwritten_sq_error": unwritten, "swap_gap": swap - own}
+    )
 
 
 class ClampedReads:

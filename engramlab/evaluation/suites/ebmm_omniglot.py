@@ -115,7 +115,7 @@ def train_curriculum(
             {
                 "T": T,
                 "steps": rung_steps,
-                "sq_error": evaluate(memory, check, ctx.device)["sq_error"],
+                "sq_error": use["own_sq_error"],
                 "query_sq_error": query_error(check)["sq_error"],
                 **{k: use[k] for k in ("swap_gap", "swap_gap_ci", "unwritten_sq_error")},
                 "train_seconds": train["train_seconds"],

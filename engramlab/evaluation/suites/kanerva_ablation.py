@@ -23,34 +23,16 @@ from engramlab.evaluation.suites.kanerva_common import (
     build,
     episode_sources,
     evaluate,
+    key_usage,
     summarise,
     train,
 )
 from engramlab.evaluation.suites.kanerva_likelihood import FULL as LIK_FULL
 from engramlab.evaluation.suites.kanerva_likelihood import QUICK as LIK_QUICK
 from engramlab.evaluation.swap import swap_gap
-from engramlab.memories.kanerva.kpp import KanervaPlus
 from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def key_usage(model: KanervaPlus, test: Any, batches: int, device: torch.device) -> dict[str, float]:
-    """How much the key posterior q(Y_t|X) (Eq. 6) says about each frame, on the test episodes.
-
-    key_spread: std over test frames of the key means, averaged over the 3K raw key dims (0 when every
-    frame gets the same keys); key_std: mean posterior std (1 = the prior p(Y) = N(0, I));
-    kl_y_max_dim: the largest per-dim KL[q(Y)‖p(Y)] in nats. Spread ≪ std and KL ≈ 0 mean the keys are
-    unused: every read lands at a random place, whichever the writer.
-    """
-    model.eval()
-    x = torch.cat([test.batch(i).patterns for i in range(batches)]).to(device)
-    _, mu, logvar = model._keys(model._embed(x), sample=False)
-    mu, logvar = mu.flatten(-2).flatten(0, 1), logvar.flatten(-2).flatten(0, 1)  # (frames, 3K)
-    kl_dim = 0.5 * (logvar.exp() + mu.square() - 1.0 - logvar).mean(0)
-    return {"key_spread": float(mu.std(0).mean()), "key_std": float((0.5 * logvar).exp().mean()),
-            "kl_y_max_dim": float(kl_dim.max())}  # fmt: skip
 
 
 QUICK = {"datasets": ["binarized-omniglot"], "seeds": 1, **{k: LIK_QUICK[k] for k in

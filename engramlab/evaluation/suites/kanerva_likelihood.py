@@ -26,6 +26,7 @@ from engramlab.evaluation.suites.kanerva_common import (
     episode_sources,
     evaluate,
     image_grid,
+    key_usage,
     summarise,
     train,
 )
@@ -95,17 +96,6 @@ MODELS = ["kanerva++", "dkm", "kpp-vae"]
 
 def _fields(cfg: dict[str, Any], model: str, likelihood: str) -> dict[str, Any]:
     return {**cfg[model], "likelihood": likelihood}
-
-
-@torch.no_grad()
-def _key_std(model: Any, test: Any, batches: int, device: torch.device) -> float | None:
-    """Mean posterior std of K++'s keys q(Y_t|X) on the test episodes (1 = the prior N(0, I): keys that carry
-    nothing); None for models without keys."""
-    if not hasattr(model, "_keys"):
-        return None
-    stds = [model._keys(model._embed(test.batch(i).patterns.to(device)), False)[2].mul(0.5).exp().mean()
-            for i in range(batches)]  # fmt: skip
-    return float(torch.stack(stds).mean())
 
 
 def _figures(ctx: BenchContext, dataset: str, models: dict[str, Any], test: Any) -> None:
@@ -183,7 +173,9 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
                 swap = swap_gap(net, (sources["test"].batch(i).patterns.to(ctx.device)
                                       for i in range(cfg["test_batches"])), seed=ctx.seed)  # fmt: skip
                 rows.append({
-                    "key_std": _key_std(net, sources["test"], cfg["test_batches"], ctx.device),
+                    # mean posterior std of K++'s keys (1 = the prior: keys that carry nothing); None without keys
+                    "key_std": key_usage(net, sources["test"], cfg["test_batches"], ctx.device)["key_std"]
+                    if hasattr(net, "_keys") else None,
                     "dataset": dataset, "budget": budget_name, "model": model, "unit": unit,
                     "nll": nll, "nll_ci": nll_ci, "nll_cond": nll_cond, "nll_cond_ci": nll_cond_ci,
                     "kl_m": float(kl_m.mean() * scale) if kl_m is not None else 0.0,
