@@ -81,3 +81,15 @@ def test_likelihood_cpu_preset_runs_kpp_with_the_remedies_and_reports_key_std(tm
     assert set(rows) == {"kanerva++", "dkm", "kpp-vae"} and {r["steps"] for r in rows.values()} == {2}
     assert 0 < rows["kanerva++"]["key_std"] and rows["dkm"]["key_std"] is None
     assert record["config"]["kanerva++"]["decoder_reads"] and any("remedies" in n for n in record["notes"])
+
+
+@pytest.mark.slow
+def test_ablation_cpu_preset_compares_the_writers_with_the_remedies_paired(tmp_path, monkeypatch, shared_data):
+    tiny = {**kanerva_ablation.CPU, "steps": 2, "test_batches": 1, "datasets": ["binarized-mnist"]}
+    monkeypatch.setattr(kanerva_ablation, "CPU", tiny)
+    record = json.loads(
+        bench.run_suite("kanerva-ablation", preset="cpu", out_root=tmp_path, progress=False)["json"].read_text()
+    )
+    assert [r["writer"] for r in record["rows"]] == ["block", "dense"]
+    assert record["config"]["kanerva++"]["decoder_reads"] and record["config"]["kanerva++"]["key_write"]
+    assert any("paired over the same test episodes" in n for n in record["notes"])

@@ -57,7 +57,7 @@ QUICK = {
 # 400 steps from that state made the read depend on the write (swap_gap 1.54 ± 0.26; diagnostics/climb.log).
 CPU = {
     **QUICK,
-    "curriculum": {1: 500, 2: 400, 4: 400, 8: 700},
+    "curriculum": {1: 500, 2: 400, 4: 400, 8: 2100},
     "images_per_step": 16,
     "test_batches": 8,
     "ebmm": dict(ebmm_ladder.CPU_RULE),
