@@ -54,7 +54,9 @@ QUICK = {
 # papers/000: write rates 1, α = 0.2, β = 0.05, γ(1) = 5, scalar step sizes meta-learned 3× faster, the writing loss
 # summed over the patterns, Adam 1e-3 with clip 1) and its curriculum over T (a deviation): 1500 meta-steps at T = 8
 # alone left the memory unused (swap_gap 0.008 ± 0.020 at d = 2, error flat in dynamic_size); T = 1, 2, 4, 8 rungs of
-# 400 steps from that state made the read depend on the write (swap_gap 1.54 ± 0.26; diagnostics/climb.log).
+# 400 steps from that state made the read depend on the write (swap_gap 1.54 ± 0.26; diagnostics/climb.log). The T = 8
+# rung is 2100 steps: at 700 the error was flat in dynamic_size (d = 2: 5.00, d = 8: 5.24); continued to 1400 and 2100
+# T = 8 steps, d = 8 read below d = 2 (4.48 vs 4.86, 4.34 vs 4.52), both still falling (diagnostics/longer_t8*.log).
 CPU = {
     **QUICK,
     "curriculum": {1: 500, 2: 400, 4: 400, 8: 2100},
