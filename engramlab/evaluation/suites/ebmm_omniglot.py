@@ -62,6 +62,7 @@ CPU = {
     "curriculum": {1: 500, 2: 400, 4: 400, 8: 2100},
     "images_per_step": 16,
     "test_batches": 8,
+    "conv": {**QUICK["conv"], "dynamic_size": [2, 4, 8]},
     "ebmm": dict(ebmm_ladder.CPU_RULE),
     "train": dict(ebmm_ladder.CPU_TRAIN),
 }
