@@ -80,6 +80,7 @@ def test_likelihood_cpu_preset_runs_kpp_with_the_remedies_and_reports_key_std(tm
     rows = {r["model"]: r for r in record["rows"]}
     assert set(rows) == {"kanerva++", "dkm", "kpp-vae"} and {r["steps"] for r in rows.values()} == {2}
     assert 0 < rows["kanerva++"]["key_std"] and rows["dkm"]["key_std"] is None
+    assert rows["kanerva++"]["minus_kpp"] is None and all(rows[m]["minus_kpp_ci"] >= 0 for m in ("dkm", "kpp-vae"))
     assert record["config"]["kanerva++"]["decoder_reads"] and any("remedies" in n for n in record["notes"])
 
 

@@ -167,6 +167,9 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
                                   max_seconds=wall_budget, eval_every=max(cfg["steps"] // 4, 1))  # fmt: skip
                 terms = evaluate(net, sources["test"], cfg["test_batches"], ctx.seed, ctx.device)
                 nll, nll_ci = summarise(terms["nll"], scale)
+                if model == "kanerva++":
+                    kpp_nll = terms["nll"]  # MODELS starts with K++: the others are compared with it, paired
+                paired, paired_ci = (None, None) if model == "kanerva++" else summarise(terms["nll"] - kpp_nll, scale)
                 cond = terms.get("nll_cond", terms["nll"])
                 nll_cond, nll_cond_ci = summarise(cond, scale)
                 kl_m = terms.get("kl_m")
@@ -177,7 +180,8 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
                     "key_std": key_usage(net, sources["test"], cfg["test_batches"], ctx.device)["key_std"]
                     if hasattr(net, "_keys") else None,
                     "dataset": dataset, "budget": budget_name, "model": model, "unit": unit,
-                    "nll": nll, "nll_ci": nll_ci, "nll_cond": nll_cond, "nll_cond_ci": nll_cond_ci,
+                    "nll": nll, "nll_ci": nll_ci, "minus_kpp": paired, "minus_kpp_ci": paired_ci,
+                    "nll_cond": nll_cond, "nll_cond_ci": nll_cond_ci,
                     "kl_m": float(kl_m.mean() * scale) if kl_m is not None else 0.0,
                     "swap_gap": swap["swap_gap"] * scale, "swap_gap_ci": swap["swap_gap_ci"] * scale,
                     "nll_paper": PAPER[dataset][model],
@@ -195,6 +199,8 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
         "the memory written from another test episode of the batch (same images, same random draws; "
         "engramlab.evaluation.swap), mean ± 95% CI over test episodes, in the table's unit: 0 exactly for the VAE, "
         "≈ 0 for a memory the model does not use.",
+        "minus_kpp: this model's nll minus K++'s (same budget), paired over the same test episodes, mean ± 95% CI: "
+        "> 0 where K++ is better.",
         "One sample per ELBO, no importance weighting. Weights selected on validation loss; the same fixed test "
         f"episodes ({cfg['test_batches']} batches × {b} episodes × T={t}) for every model.",
         "Wall-clock budget: each model trained for the time K++ took for its equal-steps run (validation included).",
@@ -214,7 +220,8 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
         )
     return BenchResult(
         rows=rows,
-        columns=["dataset", "budget", "model", "unit", "nll", "nll_ci", "nll_paper", "nll_cond", "nll_cond_ci",
+        columns=["dataset", "budget", "model", "unit", "nll", "nll_ci", "minus_kpp", "minus_kpp_ci", "nll_paper",
+                 "nll_cond", "nll_cond_ci",
                  "kl_m", "swap_gap", "swap_gap_ci", "key_std", "steps", "train_s", "best_step"],
         config={k: v for k, v in cfg.items()},
         notes=notes,
