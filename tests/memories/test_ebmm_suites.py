@@ -71,7 +71,7 @@ def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data)
         **suite.QUICK,
         "curriculum": {8: 1},
         "test_batches": 1,
-        "conv": {"dynamic_size": [2], "channels": 4, "hidden_size": 8},
+        "conv": {"dynamic_size": [2, 4], "channels": 4, "hidden_size": 8},
         "fc": {"dynamic_size": [4], "channels": 4, "hidden_size": 16},
         "ebmm": {"write_steps": 1, "read_steps": 1, "write_lr": 0.1},
     }
@@ -80,6 +80,10 @@ def test_omniglot_suite_runs_on_shipped_data(tmp_path, monkeypatch, shared_data)
     data = json.loads(next((tmp_path / "ebmm-omniglot").glob("*.json")).read_text())
     assert {"ebmm-conv", "ebmm-fc", "modern", "modern-hopfield-learned", "dkm"} <= {r["model"] for r in data["rows"]}
     assert "transfer_mnist" in data["extra"]
+    (mean, ci), *rest = data["extra"]["conv_paired_differences"].values()
+    assert list(data["extra"]["conv_paired_differences"]) == ["d2 - d4"] and not rest and ci > 0
+    conv = {r["dynamic_size"]: r["sq_error"] for r in data["rows"] if r["model"] == "ebmm-conv"}
+    assert mean == pytest.approx(conv[2] - conv[4], rel=1e-5)  # the same test episodes
 
 
 def test_second_order_meta_step_saves_more_for_backward_than_first_order():

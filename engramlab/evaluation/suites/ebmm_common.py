@@ -59,7 +59,14 @@ def meta_train(
 def evaluate(
     memory: Memory, batches: list[EpisodeBatch], device: torch.device, signed: bool = False
 ) -> dict[str, float]:
-    """Squared and Hamming error of reads over the fixed batches: mean ± 95% CI over episodes.
+    """Squared and Hamming error of reads over the fixed batches: mean ± 95% CI over episodes (``errors``)."""
+    return summarize(errors(memory, batches, device, signed))
+
+
+def errors(
+    memory: Memory, batches: list[EpisodeBatch], device: torch.device, signed: bool = False
+) -> dict[str, torch.Tensor]:
+    """Per-episode squared and Hamming error of reads over the fixed batches: {"sq_error", "hamming"} (episodes,).
 
     Hamming binarises at 0 for ±1 strings and at 0.5 for [0, 1] images (``metrics.hamming_error``).
     ``signed=True``: [0, 1] images are given to the memory as 2x − 1 and its reads mapped back
@@ -77,7 +84,7 @@ def evaluate(
         sq.append(squared_error(read, batch.targets).cpu())
         ham.append(hamming_error(read, batch.targets).cpu())
     memory.train()
-    return summarize({"sq_error": torch.cat(sq), "hamming": torch.cat(ham)})
+    return {"sq_error": torch.cat(sq), "hamming": torch.cat(ham)}
 
 
 def memory_use(memory: Any, batches: list[EpisodeBatch], device: torch.device) -> dict[str, float]:

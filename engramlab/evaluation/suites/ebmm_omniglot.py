@@ -20,10 +20,12 @@ from typing import Any
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.errors import BadConfig
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
+from engramlab.evaluation.metrics import mean_ci, summarize
 from engramlab.evaluation.suites import ebmm_ladder
 from engramlab.evaluation.suites.ebmm_common import (
     PAPER_TRAIN,
     ClampedReads,
+    errors,
     evaluate,
     memory_use,
     meta_train,
@@ -141,13 +143,16 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
     )
     test = source("omniglot", budget, "test", ctx.seed).fixed_batches(budget["test_batches"])
     shape = train_source.pattern_shape
-    rows, trained, curriculum = [], {}, {}
+    rows, trained, curriculum, conv_errors = [], {}, {}, {}
     for kind in ("conv", "fc"):
         arch = {k: v for k, v in budget[kind].items() if k != "dynamic_size"}
         for d in budget[kind]["dynamic_size"]:
             memory = build_memory(f"ebmm-{kind}", shape, dynamic_size=d, **arch, **budget["ebmm"])
             train, curriculum[f"ebmm-{kind}-d{d}"] = train_curriculum(memory, budget, ctx, f"ebmm-{kind}-d{d}")
-            stats = {**evaluate(memory, test, ctx.device), **memory_use(memory, test, ctx.device)}
+            per_episode = errors(memory, test, ctx.device)
+            if kind == "conv":
+                conv_errors[d] = per_episode["sq_error"]
+            stats = {**summarize(per_episode), **memory_use(memory, test, ctx.device)}
             rows.append(
                 {"model": f"ebmm-{kind}", "dynamic_size": d, "memory_floats": memory.memory_floats(), **stats, **train}
             )
@@ -222,6 +227,8 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
     read = best_conv.read(batch.queries, best_conv.write(batch.patterns))
     image_grid(batch.targets, batch.queries, read, ctx.figure_path("ebmm-conv-reads"))
     conv_rows = sorted((r for r in rows if r["model"] == "ebmm-conv"), key=lambda r: r["memory_floats"])
+    sizes = sorted(conv_errors)  # the error at each dynamic_size minus at the next larger one, per test episode
+    paired = {f"d{a} - d{b}": mean_ci(conv_errors[a] - conv_errors[b]) for a, b in zip(sizes, sizes[1:], strict=False)}
     conv_err = min(r["sq_error"] for r in conv_rows)
     fc_err = min(r["sq_error"] for r in rows if r["model"] == "ebmm-fc")
     query_err = next(r["sq_error"] for r in rows if r["model"] == "query (no read)")
@@ -253,6 +260,7 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
         },
         extra={
             "curriculum": curriculum,
+            "conv_paired_differences": paired,
             "transfer_mnist": transfer,
             "speed": timings,
             "targets": {
@@ -274,6 +282,10 @@ def ebmm_omniglot(ctx: BenchContext) -> BenchResult:
             "with the meta-learned θ̄, no write (ebmm_common.memory_use).",
             f"fits_budget: memory floats ≤ {budget_floats} (the largest EBMM here). Classical rules store "
             "D(D−1)/2 floats and the modern store T·D: compare them with that in mind.",
+            "EBMM-conv error at one dynamic_size minus at the next larger, paired over the same test episodes "
+            "(> 0: more memory reads better): "
+            + "; ".join(f"{k}: {mean:.3f} ± {ci:.3f}" for k, (mean, ci) in paired.items())
+            + ".",
             f"Omniglot→MNIST transfer (EBMM-conv trained on Omniglot, read on MNIST): {transfer}.",
             "DKM: registered 'dkm' (TSM-ResNet18 coders, K = 32 slots × C = 64 code: R and the symmetric U = "
             f"{dkm.memory_floats(episode_length=budget['T'])} floats), Gaussian likelihood, trained with the same "
