@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 QUICK = {"datasets": ["binarized-omniglot"], "seeds": 1, **{k: LIK_QUICK[k] for k in
          ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
 # cpu: kanerva-likelihood's cpu sizes and steps, both writers with its K++ remedies (KPP_REMEDY; the dense writer has
-# no blocks, so key_write is the block writer's alone, a difference between the two writers that §4.2's is not).
+# no blocks, so key_write is the block writer's alone: a difference that §4.2's ablation does not have).
 CPU = {"datasets": ["binarized-omniglot", "binarized-mnist"], "seeds": 1, **{k: LIK_CPU[k] for k in
        ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
 FULL = {"datasets": ["binarized-omniglot", "binarized-mnist"], "seeds": 5, **{k: LIK_FULL[k] for k in
