@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 SIZE = 32
 
-# quick: the cpu preset's EBMM settings (see CPU) and its curriculum shortened to 800 meta-steps per EBMM (≈ 30 minutes
-# in all here); before, 80 meta-steps at T = 8 with the paper's rates read at 13.7 against the query's 18.0.
+# quick: the cpu preset's EBMM settings (see CPU) and its curriculum shortened to 800 meta-steps per EBMM (35 minutes in
+# all here, other runs sharing the cores): conv 6.58 (d = 2) and 6.32 (d = 8) against the query's 18.0; before, 80
+# meta-steps at T = 8 with the paper's rates read at 13.7.
 QUICK = {
     "T": 8,
     "block": 8,
