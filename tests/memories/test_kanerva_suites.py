@@ -68,15 +68,18 @@ def test_key_usage_sees_keys_that_differ_between_frames(gen):
     assert usage["key_spread"] > 0 and usage["kl_y_max_dim"] > 0
 
 
+def _tiny_cpu_run(suite, name: str, tmp_path, monkeypatch) -> dict:
+    """The suite's cpu preset on binarized MNIST only, 2 steps and 1 test batch; its JSON record."""
+    tiny = {**suite.CPU, "steps": 2, "test_batches": 1, "datasets": ["binarized-mnist"]}
+    monkeypatch.setattr(suite, "CPU", tiny)
+    return json.loads(bench.run_suite(name, preset="cpu", out_root=tmp_path, progress=False)["json"].read_text())
+
+
 @pytest.mark.slow
 def test_likelihood_cpu_preset_runs_kpp_with_the_remedies_and_reports_key_std(tmp_path, monkeypatch, shared_data):
     from engramlab.evaluation.suites import kanerva_likelihood
 
-    tiny = {**kanerva_likelihood.CPU, "steps": 2, "test_batches": 1, "datasets": ["binarized-mnist"]}
-    monkeypatch.setattr(kanerva_likelihood, "CPU", tiny)
-    record = json.loads(
-        bench.run_suite("kanerva-likelihood", preset="cpu", out_root=tmp_path, progress=False)["json"].read_text()
-    )
+    record = _tiny_cpu_run(kanerva_likelihood, "kanerva-likelihood", tmp_path, monkeypatch)
     rows = {r["model"]: r for r in record["rows"]}
     assert set(rows) == {"kanerva++", "dkm", "kpp-vae"} and {r["steps"] for r in rows.values()} == {2}
     assert 0 < rows["kanerva++"]["key_std"] and rows["dkm"]["key_std"] is None
@@ -86,11 +89,7 @@ def test_likelihood_cpu_preset_runs_kpp_with_the_remedies_and_reports_key_std(tm
 
 @pytest.mark.slow
 def test_ablation_cpu_preset_compares_the_writers_with_the_remedies_paired(tmp_path, monkeypatch, shared_data):
-    tiny = {**kanerva_ablation.CPU, "steps": 2, "test_batches": 1, "datasets": ["binarized-mnist"]}
-    monkeypatch.setattr(kanerva_ablation, "CPU", tiny)
-    record = json.loads(
-        bench.run_suite("kanerva-ablation", preset="cpu", out_root=tmp_path, progress=False)["json"].read_text()
-    )
+    record = _tiny_cpu_run(kanerva_ablation, "kanerva-ablation", tmp_path, monkeypatch)
     assert [r["writer"] for r in record["rows"]] == ["block", "dense"]
     assert record["config"]["kanerva++"]["decoder_reads"] and record["config"]["kanerva++"]["key_write"]
     assert any("paired over the same test episodes" in n for n in record["notes"])
