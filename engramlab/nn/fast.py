@@ -6,6 +6,9 @@ same run (``engram bench throughput``) and the fast path checked against the pla
 Fast paths are on by default; ``with fast_paths(False):`` runs the plain code, like a ``torch.backends``
 flag (process-wide, not thread-local).
 
+Fast paths: EBMM's fused gated-RNN hops (``memories/ebmm/energy.py``) and torch's fused Adam / AdamW
+(``adam`` below, used by every trainer).
+
 Example::
 
     with fast_paths(False):
@@ -17,6 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+import torch
 
 _enabled = True
 
@@ -35,3 +41,19 @@ def fast_paths(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _enabled = before
+
+
+def _fusable(params: list) -> bool:
+    """Whether every parameter (plain list or param groups) is a floating tensor on a CPU or CUDA device."""
+    tensors = [p for g in params for p in g["params"]] if isinstance(params[0], dict) else params
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+
+
+def adam(params, kind: str = "adam", **options: Any) -> torch.optim.Optimizer:
+    """Adam or AdamW (``kind``) over ``params``; with the fast paths on, torch's fused implementation (one kernel for
+    every tensor instead of a Python loop over them: 4-14× faster optimiser steps on this CPU, issue 15), the same
+    update to float rounding (tests/evaluation/test_throughput_fast_paths.py)."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+    params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]  # generators once
+    fused = fast_paths_enabled() and bool(params) and _fusable(params)
+    return cls(params, fused=True, **options) if fused else cls(params, **options)

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from engramlab.config import to_dict
 from engramlab.errors import BadConfig, BadInput, NumericalError
+from engramlab.nn.fast import adam
 from engramlab.training import checkpoint as ckpt
 from engramlab.training import distributed
 from engramlab.training.config import Experiment, TrainConfig
@@ -105,14 +106,9 @@ def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
         params = [p for p in params if p.requires_grad]
     if not params:
         raise BadInput("the model has no trainable parameters: nothing to meta-train")
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
-        )
+    if config.optimizer in ("adam", "adamw"):
+        return adam(params, config.optimizer, lr=config.lr, betas=config.betas, eps=config.eps,
+                    weight_decay=config.weight_decay)  # fmt: skip
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(
             params,

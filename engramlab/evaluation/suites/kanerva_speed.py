@@ -2,14 +2,19 @@
 
 Both models get the same episodes (random binary 28×28 images: step time does not depend on the
 data), the same encoder and decoder widths, and the same optimiser; a step is forward + backward +
-Adam update. Times are the mean ± 95% CI over timed steps after warm-up steps. The sweep varies the
+Adam update. Times are the mean ± 95% CI over timed steps after warm-up steps, the two models' steps
+interleaved at each point so that machine load hits both alike. The sweep varies the
 episode length T (memory fixed) and the memory size (T fixed): K++'s memory side S (C×S×S floats)
 and the DKM's slots K (K×C mean + K×K covariance). One profile per model (at the base episode length)
 splits a forward pass into encoder, write, read and decoder shares to explain the ratio.
+
+Presets: quick (CPU-sized models), cpu (the paper's App. E sizes, FULL's sweep, one thread, 3 timed steps per
+point), full (App. E sizes, 30 timed steps, for a GPU).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,13 +28,20 @@ from engramlab.evaluation.suites.kanerva_likelihood import QUICK as LIK_QUICK
 from engramlab.memories.base import build_memory
 from engramlab.memories.kanerva.coders import split_gaussian
 from engramlab.memories.kanerva.kpp import KanervaPlus
+from engramlab.nn.fast import adam
 from engramlab.nn.matrix_normal import rsample
 from engramlab.viz import plot_curves
+
+log = logging.getLogger(__name__)
 
 QUICK = {"batch_size": 4, "lengths": [8, 16, 32], "base_length": 16, "kpp_sizes": [16, 32, 64],
          "dkm_slots": [16, 32, 64], "warmup": 2, "timed": 6, "models": LIK_QUICK}  # fmt: skip
 FULL = {"batch_size": 10, "lengths": [8, 16, 32, 64], "base_length": 20, "kpp_sizes": [32, 64, 128],
         "dkm_slots": [32, 64, 128], "warmup": 5, "timed": 30, "models": LIK_FULL}  # fmt: skip
+# The paper's App. E sizes (FULL's models and sweep) on one CPU thread: a step takes 10-90 s there, so 1 warm-up and
+# 3 timed steps per point (≈ 30 CPU-minutes in all); one thread, as the
+# machine is shared.
+CPU = {**FULL, "warmup": 1, "timed": 3, "threads": 1, "profile_repeats": 1}
 
 
 def _sync(device: torch.device) -> None:
@@ -37,11 +49,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step_times(model, episode: torch.Tensor, warmup: int, timed: int, device: torch.device) -> list[float]:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def _stepper(model, episode: torch.Tensor, device: torch.device):
+    """A closure running one training step (forward + backward + Adam update) and returning its seconds."""
+    opt = adam(model.parameters(), lr=1e-4)
     batch = EpisodeBatch(patterns=episode)
-    times = []
-    for i in range(warmup + timed):
+
+    def step() -> float:
         _sync(device)
         start = time.perf_counter()
         loss, _ = model.loss(batch)
@@ -49,8 +62,20 @@ def _step_times(model, episode: torch.Tensor, warmup: int, timed: int, device: t
         loss.backward()
         opt.step()
         _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    return step
+
+
+def _pair_times(models: dict, episode: torch.Tensor, warmup: int, timed: int, device: torch.device) -> dict:
+    """Step seconds of each model on the same episode, the models' steps interleaved (load hits them alike)."""
+    steps = {name: _stepper(model, episode, device) for name, model in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for i in range(warmup + timed):
+        for name, step in steps.items():
+            seconds = step()
+            if i >= warmup:
+                times[name].append(seconds)
     return times
 
 
@@ -146,33 +171,50 @@ def plot(rows: list[dict[str, Any]], figure_path) -> None:
 
 @register_suite("kanerva-speed", "Kanerva++ vs DKM training-step time, scaling with episode length and memory size")
 def kanerva_speed(ctx: BenchContext) -> BenchResult:
-    cfg = ctx.budget(quick=QUICK, full=FULL)
+    cfg = ctx.budget(quick=QUICK, cpu=CPU, full=FULL)
     shape = (1, 28, 28)
     gen = torch.Generator().manual_seed(ctx.seed)
     longest = max(cfg["lengths"] + [cfg["base_length"]])
     data = (torch.rand(cfg["batch_size"], longest, *shape, generator=gen) < 0.3).float().to(ctx.device)
     kpp_base = {**cfg["models"]["kanerva++"], "likelihood": "bernoulli"}
     dkm_base = {**cfg["models"]["dkm"], "likelihood": "bernoulli"}
-    runs: list[tuple[str, str, int, dict[str, Any]]] = []
-    for t in cfg["lengths"]:
-        runs += [("T", "kanerva++", t, kpp_base), ("T", "dkm", t, dkm_base)]
+    points: list[tuple[str, int, dict[str, Any], dict[str, Any]]] = [
+        ("T", t, kpp_base, dkm_base) for t in cfg["lengths"]
+    ]
     for s, k in zip(cfg["kpp_sizes"], cfg["dkm_slots"]):
         window = min(kpp_base["window"], s)
-        runs += [("memory", "kanerva++", cfg["base_length"], {**kpp_base, "memory_size": s, "window": window}),
-                 ("memory", "dkm", cfg["base_length"], {**dkm_base, "memory_slots": k})]  # fmt: skip
+        points.append(("memory", cfg["base_length"], {**kpp_base, "memory_size": s, "window": window},
+                       {**dkm_base, "memory_slots": k}))  # fmt: skip
+    threads_before = torch.get_num_threads()
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
     rows, profiles = [], {}
-    for sweep, name, t, fields in runs:
-        torch.manual_seed(ctx.seed)
-        model = build_memory(name, shape, **fields).to(ctx.device)
-        episode = data[:, :t]
-        times = torch.tensor(_step_times(model, episode, cfg["warmup"], cfg["timed"], ctx.device))
-        mean, ci = mean_ci(times)
-        rows.append({"sweep": sweep, "model": name, "T": t, "memory_floats": model.memory_floats(),
-                     "step_ms": 1000 * float(mean), "step_ms_ci": 1000 * float(ci)})  # fmt: skip
-    for name, fields in (("kanerva++", kpp_base), ("dkm", dkm_base)):  # one profile per model, base settings
-        torch.manual_seed(ctx.seed)
-        model = build_memory(name, shape, **fields).to(ctx.device).train()
-        profiles[f"{name}@T={cfg['base_length']}"] = _profile(model, data[:, : cfg["base_length"]], ctx.device)
+    try:
+        for sweep, t, kpp_fields, dkm_fields in points:
+            models = {}
+            for name, fields in (("kanerva++", kpp_fields), ("dkm", dkm_fields)):
+                torch.manual_seed(ctx.seed)
+                models[name] = build_memory(name, shape, **fields).to(ctx.device)
+            times = _pair_times(models, data[:, :t], cfg["warmup"], cfg["timed"], ctx.device)
+            for name, model in models.items():
+                mean, ci = mean_ci(torch.tensor(times[name]))
+                rows.append({"sweep": sweep, "model": name, "T": t, "memory_floats": model.memory_floats(),
+                             "step_ms": 1000 * float(mean), "step_ms_ci": 1000 * float(ci)})  # fmt: skip
+            log.info(
+                "kanerva-speed %s T=%d: %s",
+                sweep,
+                t,
+                ", ".join(f"{r['model']} {r['step_ms']:.0f} ms" for r in rows[-2:]),
+            )
+        for name, fields in (("kanerva++", kpp_base), ("dkm", dkm_base)):  # one profile per model, base settings
+            torch.manual_seed(ctx.seed)
+            model = build_memory(name, shape, **fields).to(ctx.device).train()
+            episode = data[:, : cfg["base_length"]]
+            profiles[f"{name}@T={cfg['base_length']}"] = _profile(
+                model, episode, ctx.device, cfg.get("profile_repeats", 5)
+            )
+    finally:
+        torch.set_num_threads(threads_before)
     ratios = {}
     for kpp, row in zip(rows[0::2], rows[1::2]):  # runs come in (kanerva++, dkm) pairs of the same setting
         row["dkm_over_kpp"] = row["step_ms"] / kpp["step_ms"]

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
+from engramlab.nn.fast import adam
 from engramlab.rules.mplp.meta import baseline_curves, lr_curves, meta_train, pick_lr
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def meta_train_checkpointed(
     path = ctx.work_dir / f"{name}.pt"
     start, cpu_used, past, opt = 0, 0.0, [], None
     if budget["scalar_lr"] is not None:
-        opt = torch.optim.Adam(model.param_groups(budget["outer_lr"], budget["scalar_lr"]), lr=budget["outer_lr"])
+        opt = adam(model.param_groups(budget["outer_lr"], budget["scalar_lr"]), lr=budget["outer_lr"])
     if ctx.resume and path.exists():
         ckpt = torch.load(path, weights_only=True)
         model.load_state_dict(ckpt["model"])

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from engramlab.errors import BadConfig, BadInput
+from engramlab.nn.fast import adam
 from engramlab.rules.mplp.protocol import MPLP, init_params, net_forward, per_example_loss
 
 log = logging.getLogger(__name__)
@@ -359,9 +360,9 @@ def meta_train(
     if optimizer is not None:
         opt = optimizer
     elif hasattr(model, "param_groups"):
-        opt = torch.optim.Adam(model.param_groups(lr, scalar_lr), lr=lr)
+        opt = adam(model.param_groups(lr, scalar_lr), lr=lr)
     else:
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        opt = adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     curve, window, start, cpu_start, excluded = [], [], time.time(), time.process_time(), 0.0
     for step in range(start_step, steps):
         batch = source.batch(step)
