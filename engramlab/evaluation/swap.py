@@ -92,14 +92,25 @@ def swap_gap(
     model: torch.nn.Module, batches: Iterable[Tensor], seed: int = 0, shift: int = 1, **options: Any
 ) -> dict[str, float]:
     """``swap_test`` over several (B, T, *pattern) batches -> {"swap_gap", "swap_gap_ci", "elbo_own",
-    "elbo_swap"}: means over all episodes and the 95% CI half-width of the gap, nats per frame."""
+    "elbo_swap", "episodes"}: means over all episodes and the 95% CI half-width of the gap, nats per frame.
+
+    Batches of one episode (long episodes, B = 1) are pooled in consecutive pairs, so that each has another
+    episode's memory to be scored against; a last lone episode is left out (``episodes`` counts those scored)."""
     parts: dict[str, list[Tensor]] = {}
-    for i, x in enumerate(batches):
-        for k, v in swap_test(model, x, shift=shift, seed=seed * 1_000_003 + i, **options).items():
+    pending: list[Tensor] = []
+    groups = 0
+    for x in batches:
+        pending.append(x)
+        if sum(p.shape[0] for p in pending) < 2:
+            continue
+        group = pending[0] if len(pending) == 1 else torch.cat(pending)
+        pending = []
+        for k, v in swap_test(model, group, shift=shift, seed=seed * 1_000_003 + groups, **options).items():
             parts.setdefault(k, []).append(v.detach().cpu().double())
+        groups += 1
     if not parts:
-        raise BadInput("swap_gap needs at least one batch")
+        raise BadInput("swap_gap needs at least two episodes in all")
     values = {k: torch.cat(v) for k, v in parts.items()}
     gap, ci = mean_ci(values["swap_gap"])
     return {"swap_gap": gap, "swap_gap_ci": ci, "elbo_own": float(values["elbo_own"].mean()),
-            "elbo_swap": float(values["elbo_swap"].mean())}  # fmt: skip
+            "elbo_swap": float(values["elbo_swap"].mean()), "episodes": len(values["swap_gap"])}  # fmt: skip

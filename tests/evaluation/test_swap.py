@@ -83,3 +83,17 @@ def test_swap_rejects_bad_shift_and_single_episode():
         swap_test(model, _episodes(b=1))
     with pytest.raises(BadInput):
         swap_test(model, _episodes(b=4), shift=4)
+
+
+def test_single_episode_batches_are_pooled_in_pairs():
+    """Batches of one episode (B = 1, long episodes) are swap-tested in consecutive pairs: the same numbers as
+    the two-episode batches they make, and a last lone episode is left out."""
+    torch.manual_seed(0)
+    model = build_memory("vbm-gauss", (1, 12, 12), **{**VBM, "noise_var": 0.01})
+    x = _episodes(b=4, seed=1)
+    pairs = swap_gap(model, [x[:2], x[2:]], seed=0)
+    singles = swap_gap(model, [x[i : i + 1] for i in range(4)] + [_episodes(b=1, seed=9)], seed=0)
+    assert singles["episodes"] == pairs["episodes"] == 4
+    assert singles["swap_gap"] == pytest.approx(pairs["swap_gap"]) and singles["swap_gap"] > 1.0
+    with pytest.raises(BadInput, match="two episodes"):
+        swap_gap(model, [x[:1]])

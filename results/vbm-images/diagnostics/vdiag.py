@@ -66,15 +66,15 @@ Trainer(
 seconds = time.perf_counter() - start
 batches = max(a.test_episodes // a.episodes, 1)
 scores = _evaluate(model, test, batches, "cpu")
-swap = swap_gap(model, (test.batch(i).patterns for i in range(batches)), seed=a.seed)
 out = {
     "args": vars(a),
     "fields": fields,
     "train_seconds": seconds,
     "val_curve": curve,
-    "swap": swap,
     "per_episode": {k: v.tolist() for k, v in scores.items()},
     "means": {k: float(v.mean()) for k, v in scores.items()},
 }
+json.dump(out, open(a.out, "w"), indent=1)  # saved before the swap test, which can fail on bad settings
+out["swap"] = swap = swap_gap(model, (test.batch(i).patterns for i in range(batches)), seed=a.seed)
 print(json.dumps({"means": out["means"], "swap": swap, "seconds": seconds}), flush=True)
 json.dump(out, open(a.out, "w"), indent=1)
