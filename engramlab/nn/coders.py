@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from engramlab.nn.fast import OutputConv2d
+
 
 def _gn(channels: int) -> nn.GroupNorm:
     groups = 8 if channels % 8 == 0 else 1
@@ -62,7 +64,7 @@ class VBMDecoder(nn.Module):
             _block(2 * width, 2 * width, 1),
             _block(2 * width, width, transpose=True),
             _block(width, width, transpose=True),
-            nn.Conv2d(width, out_channels, 3, padding=1),
+            OutputConv2d(width, out_channels, 3, padding=1),
         )
 
     def forward(self, z: Tensor) -> Tensor:

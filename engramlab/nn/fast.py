@@ -57,3 +57,16 @@ def adam(params, kind: str = "adam", **options: Any) -> torch.optim.Optimizer:
     params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]  # generators once
     fused = fast_paths_enabled() and bool(params) and _fusable(params)
     return cls(params, fused=True, **options) if fused else cls(params, **options)
+
+
+class OutputConv2d(torch.nn.Conv2d):
+    """A ``Conv2d`` with few output channels, as a decoder's last (pixel-parameter) layer: the same layer and
+    parameters, but with the fast paths on, a CPU input is made channels-last first. oneDNN's kernels for a
+    convolution to 1-2 channels are several times faster on channels-last data on this CPU (8 → 1 channels, 3×3,
+    128 × 28 × 28, forward + backward: 2.5-3×, issue 15); the output is returned contiguous, as the plain
+    layer's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _enabled and x.device.type == "cpu" and x.dim() == 4:
+            return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        return super().forward(x)

@@ -19,6 +19,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from engramlab.errors import BadConfig, BadInput
 from engramlab.memories.base import MemoryConfig
+from engramlab.nn.fast import OutputConv2d
 from engramlab.nn.likelihoods import Likelihood, build_likelihood
 from engramlab.nn.tsm import TSMResNet18
 
@@ -88,7 +89,7 @@ class ImageDecoder(nn.Module):
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
             group_norm(width),
             nn.SiLU(),
-            nn.Conv2d(width, out_channels, 3, 1, 1),
+            OutputConv2d(width, out_channels, 3, 1, 1),
         )
 
     def forward(self, z: Tensor) -> Tensor:
