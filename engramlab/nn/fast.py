@@ -59,6 +59,19 @@ def adam(params, kind: str = "adam", **options: Any) -> torch.optim.Optimizer:
     return cls(params, fused=True, **options) if fused else cls(params, **options)
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """x in channels-last memory format; its gradient handed back contiguous (the layers before it keep their
+    usual layout in the backward pass too)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 class OutputConv2d(torch.nn.Conv2d):
     """A ``Conv2d`` with few output channels, as a decoder's last (pixel-parameter) layer: the same layer and
     parameters, but with the fast paths on, a CPU input is made channels-last first. oneDNN's kernels for a
@@ -68,5 +81,5 @@ class OutputConv2d(torch.nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _enabled and x.device.type == "cpu" and x.dim() == 4:
-            return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            return super().forward(_ChannelsLast.apply(x)).contiguous()
         return super().forward(x)
