@@ -6,8 +6,8 @@ same run (``engram bench throughput``) and the fast path checked against the pla
 Fast paths are on by default; ``with fast_paths(False):`` runs the plain code, like a ``torch.backends``
 flag (process-wide, not thread-local).
 
-Fast paths: EBMM's fused gated-RNN hops (``memories/ebmm/energy.py``) and torch's fused Adam / AdamW
-(``adam`` below, used by every trainer).
+Fast paths: EBMM's fused gated-RNN hops (``memories/ebmm/energy.py``), torch's fused Adam / AdamW (``adam``
+below, used by every trainer) and the decoders' channels-last pixel head (``OutputConv2d`` below).
 
 Example::
 

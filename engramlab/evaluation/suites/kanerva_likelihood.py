@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PAPER = {
     "binarized-mnist": {"kanerva++": 41.58, "dkm": 75.3, "kpp-vae": 87.86},
     "binarized-omniglot": {"kanerva++": 66.24, "dkm": 77.2, "kpp-vae": 104.75},
+    "binarized-omniglot-2chars": {"kanerva++": None, "dkm": None, "kpp-vae": None},
     "fashion-mnist": {"kanerva++": 3.40, "dkm": None, "kpp-vae": 5.84},
 }
 
