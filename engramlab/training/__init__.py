@@ -6,7 +6,7 @@ It knows only the Memory protocol (``model.loss(batch)``) and the source protoco
 
 from engramlab.training.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from engramlab.training.config import Experiment, TrainConfig
-from engramlab.training.loop import Trainer, TrainResult, build_optimizer
+from engramlab.training.loop import Trainer, TrainResult, build_optimizer, fit_best
 from engramlab.training.runner import build_run, train
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Trainer",
     "build_optimizer",
     "build_run",
+    "fit_best",
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",

@@ -498,3 +498,19 @@ class Trainer:
                 self.best_val, self.best_step = val["val_loss"], self.step
                 self.save({**train_row, **val}, best=True)
         return val
+
+
+def fit_best(
+    model: nn.Module, train_source: Any, config: TrainConfig, val_source: Any, **trainer_options: Any
+) -> TrainResult:
+    """Train ``model`` and leave it holding the weights of its best validation evaluation (early stopping's model
+    selection), through a temporary checkpoint folder; without a validation checkpoint, the final weights.
+    ``trainer_options`` go to ``Trainer`` (device, progress, seed, hooks, ...)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, train_source, config, out_dir=tmp, val_source=val_source, **trainer_options)
+        result = trainer.fit()
+        if result.best_checkpoint is not None:
+            ckpt.load_weights(result.best_checkpoint, model, device=trainer.device)
+    return result

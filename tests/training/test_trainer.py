@@ -286,3 +286,25 @@ def test_signal_handling_can_be_left_to_the_caller(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # from the default SIGINT handler: saved, then re-raised
         trainer.fit()
     assert trainer.step == 1 and (tmp_path / "step-00000001" / "meta.json").is_file()
+
+
+def test_fit_best_leaves_the_best_validation_weights():
+    """fit_best: the model ends with the weights it had at its best validation evaluation, not the last ones
+    (a large lr makes the validation loss move between evaluations)."""
+    from engramlab.training import fit_best
+
+    snapshots = {}
+
+    def keep(trainer, step, row):
+        if "val_loss" in row:
+            snapshots[step] = (row["val_loss"], {k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    torch.manual_seed(0)
+    model = make_memory()
+    config = TrainConfig(steps=12, eval_every=2, eval_batches=2, lr=1.0)
+    result = fit_best(model, ToySource(), config, ToySource(seed=7), device="cpu", progress=False, hooks=[keep])
+    best_step = min(snapshots, key=lambda s: snapshots[s][0])
+    assert result.best_step == best_step
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, snapshots[best_step][1][key])
+    assert best_step != 12  # (lr 1.0: the last evaluation is not the best one, so the check is not vacuous)

@@ -11,7 +11,6 @@ loss (selection on validation, never on test). One sample per ELBO (no importanc
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from typing import Any
 
@@ -89,8 +88,7 @@ def train(
     eval_every: int | None = None,
 ) -> dict[str, Any]:
     """Train with the project's Trainer; keep the best-on-validation weights. Returns timing facts."""
-    from engramlab.training import TrainConfig, Trainer
-    from engramlab.training.checkpoint import load_weights
+    from engramlab.training import TrainConfig, fit_best
 
     config = TrainConfig(
         steps=steps,
@@ -104,14 +102,9 @@ def train(
         log_every=max(steps // 10, 1),
         max_seconds=max_seconds,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, train_src, config, out_dir=tmp, val_source=val_src, device=ctx.device,
-                          progress=ctx.progress, seed=ctx.seed)  # fmt: skip
-        start = time.perf_counter()
-        result = trainer.fit()
-        wall = time.perf_counter() - start
-        if result.best_checkpoint is not None:
-            load_weights(result.best_checkpoint, model, device=ctx.device)
+    start = time.perf_counter()
+    result = fit_best(model, train_src, config, val_src, device=ctx.device, progress=ctx.progress, seed=ctx.seed)
+    wall = time.perf_counter() - start
     model.eval()
     return {"steps": result.step, "train_seconds": wall, "best_val": result.best_val, "best_step": result.best_step}
 
