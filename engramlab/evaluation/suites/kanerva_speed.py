@@ -38,9 +38,8 @@ QUICK = {"batch_size": 4, "lengths": [8, 16, 32], "base_length": 16, "kpp_sizes"
          "dkm_slots": [16, 32, 64], "warmup": 2, "timed": 6, "models": LIK_QUICK}  # fmt: skip
 FULL = {"batch_size": 10, "lengths": [8, 16, 32, 64], "base_length": 20, "kpp_sizes": [32, 64, 128],
         "dkm_slots": [32, 64, 128], "warmup": 5, "timed": 30, "models": LIK_FULL}  # fmt: skip
-# The paper's App. E sizes (FULL's models and sweep) on one CPU thread: a step takes 10-90 s there, so 1 warm-up and
-# 3 timed steps per point (≈ 30 CPU-minutes in all); one thread, as the
-# machine is shared.
+# The paper's App. E sizes (FULL's models and sweep) on one CPU thread (the machine is shared): a step takes 3-45 s
+# there, so 1 warm-up and 3 timed steps per point (832 s in all on this machine).
 CPU = {**FULL, "warmup": 1, "timed": 3, "threads": 1, "profile_repeats": 1}
 
 
