@@ -93,3 +93,6 @@ def test_ablation_cpu_preset_compares_the_writers_with_the_remedies_paired(tmp_p
     assert [r["writer"] for r in record["rows"]] == ["block", "dense"]
     assert record["config"]["kanerva++"]["decoder_reads"] and record["config"]["kanerva++"]["key_write"]
     assert any("paired over the same test episodes" in n for n in record["notes"])
+    per_episode = record["extra"]["nll_per_episode"]  # kept, so that runs can be paired over seeds later
+    assert set(per_episode) == {"binarized-mnist/seed0/block", "binarized-mnist/seed0/dense"}
+    assert all(len(v) == len(per_episode["binarized-mnist/seed0/block"]) > 0 for v in per_episode.values())

@@ -121,6 +121,7 @@ def kanerva_ablation(ctx: BenchContext) -> BenchResult:
                  "key_std", "kl_y_max_dim", "swap_gap", "swap_gap_ci", "memory_floats", "parameters", "steps",
                  "train_s"],
         config=cfg,
+        extra={"nll_per_episode": {f"{d}/seed{s}/{w}": v.tolist() for (d, s, w), v in per_episode.items()}},
         notes=notes,
         title="kanerva-ablation: block-allocated memory vs dense writer (negative test conditional ELBO, nats/image)",
     )  # fmt: skip
