@@ -33,7 +33,8 @@ for name, (row, elbo, wall) in runs.items():
     diff, ci = mean_ci(elbo - ref)
     kl_latents = row["kl_per_frame"] - row["kl_omega_per_frame"]
     lines.append(
-        f"| {name} | {row['elbo_per_frame']:.2f} ± {row['elbo_per_frame_ci']:.2f} | {float(diff):+.2f} ± {float(ci):.2f}"
+        f"| {name} | {row['elbo_per_frame']:.2f} ± {row['elbo_per_frame_ci']:.2f}"
+        f" | {float(diff):+.2f} ± {float(ci):.2f}"
         f" | {row['rec_per_frame']:.2f} | {kl_latents:.2f} | {row['kl_omega_per_frame']:.2f}"
         f" | {row['swap_gap']:.2f} ± {row['swap_gap_ci']:.2f} | {row['best_step']} | {wall:.0f} |"
     )
