@@ -1,0 +1,75 @@
+"""kanerva-ablation's cpu preset on binarized MNIST for one training seed (issue 13, item 2: block writer vs dense
+writer, §4.2 trains each five times). Test episodes are those of seed 0 for every seed, as in the suite; the script
+keeps the per-episode nll so that ``seeds.py combine`` can pair the writers over episodes and seeds.
+
+OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py SEED      (one process per seed)
+python results/kanerva-ablation/diagnostics/seeds.py combine
+-> results/kanerva-ablation/diagnostics/seeds/seed{SEED}.json, seeds/README.md
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from engramlab.evaluation.bench import BenchContext
+from engramlab.evaluation.metrics import mean_ci
+from engramlab.evaluation.suites.kanerva_ablation import CPU
+from engramlab.evaluation.suites.kanerva_common import build, episode_sources, evaluate, key_usage, train
+from engramlab.evaluation.swap import swap_gap
+
+out_dir = Path(__file__).parent / "seeds"
+dataset = "binarized-mnist"
+
+if sys.argv[1] == "combine":
+    runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("seed*.json"))]
+    lines = ["# kanerva-ablation, binarized MNIST, cpu preset: block vs dense writer over seeds", "",
+             "| seed | block nll | dense nll | dense − block (paired over test episodes) | block swap_gap | "
+             "block key_std | dense swap_gap | dense key_std |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    diffs, block_means, dense_means = [], [], []
+    for r in runs:
+        b, d = r["block"], r["dense"]
+        diff = torch.tensor(d["nll_per_episode"]) - torch.tensor(b["nll_per_episode"])
+        m, ci = mean_ci(diff)
+        diffs.append(diff)
+        block_means.append(b["nll"]), dense_means.append(d["nll"])
+        pair = f"{float(m):+.2f} ± {float(ci):.2f}"
+        lines.append(f"| {r['seed']} | {b['nll']:.2f} | {d['nll']:.2f} | {pair} | {b['swap_gap']:.1f} | "
+                     f"{b['key_std']:.2f} | {d['swap_gap']:.3f} | {d['key_std']:.2f} |")  # fmt: skip
+    m, ci = mean_ci(torch.cat(diffs))
+    sm, sci = mean_ci(torch.tensor(dense_means) - torch.tensor(block_means))
+    bm, bci = mean_ci(torch.tensor(block_means))
+    dm, dci = mean_ci(torch.tensor(dense_means))
+    lines += ["", f"Over {len(runs)} seeds: block {float(bm):.2f} ± {float(bci):.2f}, dense {float(dm):.2f} ± "
+              f"{float(dci):.2f} (mean ± 95% CI over seeds of each seed's test nll); dense − block "
+              f"{float(sm):+.2f} ± {float(sci):.2f} over seeds, {float(m):+.2f} ± {float(ci):.2f} paired over all "
+              "test episodes and seeds. Nats per image, lower is better."]  # fmt: skip
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    sys.exit()
+
+torch.set_num_threads(1)
+seed = int(sys.argv[1])
+ctx = BenchContext("kanerva-ablation", False, 0, torch.device("cpu"), Path("/tmp"), progress=False, preset="cpu")
+test = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], 0)[0]["test"]
+sources = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], seed)[0]
+shape = tuple(test.pattern_shape)
+record = {"seed": seed, "dataset": dataset, "config": CPU}
+for name in ("kanerva++", "kanerva++-dense"):
+    torch.manual_seed(seed)
+    model = build(name, {**CPU["kanerva++"], "likelihood": "bernoulli"}, shape)
+    start = time.process_time()
+    facts = train(model, sources["train"], sources["val"], ctx, CPU["steps"], CPU["lr"])
+    terms = evaluate(model, test, CPU["test_batches"], 0, ctx.device)
+    keys = key_usage(model, test, CPU["test_batches"], ctx.device)
+    swap = swap_gap(model, (test.batch(i).patterns for i in range(CPU["test_batches"])), seed=0)
+    record[model.config.writer] = {
+        "model": name, "nll": float(terms["nll"].mean()), "nll_per_episode": terms["nll"].tolist(),
+        "kl_z": float(terms["kl_z"].mean()), "kl_y": float(terms["kl_y"].mean()), **keys,
+        "swap_gap": swap["swap_gap"], "swap_gap_ci": swap["swap_gap_ci"], **facts,
+        "cpu_seconds": time.process_time() - start,
+    }  # fmt: skip
+    print(name, {k: v for k, v in record[model.config.writer].items() if k != "nll_per_episode"}, flush=True)
+(out_dir / f"seed{seed}.json").write_text(json.dumps(record, indent=1))
