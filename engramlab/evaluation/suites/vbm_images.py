@@ -55,9 +55,8 @@ QUICK: dict[str, Any] = {
                   "vbm-tree": {"clusters": 4, "rows": 4, "groups": 2, "iters": 5}},
 }  # fmt: skip
 # CPU (issue 13, item 3): long episodes so that the memory's KL(Ω)/T is small, 16 rows, 2400 steps (≈ 13 CPU-minutes a
-# model at one thread); every model sees the same 512 frames per step. Measured with these settings
-# (results/vbm-images/README.md): VBM-Cat − VAE = +1.37 ± 0.23 (seed 0), −2.33 ± 0.15 (seed 1): endpoint noise of
-# 1-2 nats decides the sign, the two are level at their best validation points.
+# model at one thread); every model sees the same 512 frames per step. Measured (results/vbm-images/cpu.md, 3408 s,
+# best-on-validation weights): VBM-Cat − VAE = −0.06 ± 0.20, level; at T = 1024 −0.42 ± 0.23 (diagnostics/).
 CPU: dict[str, Any] = {
     **QUICK,
     "episodes": 1,
