@@ -3,8 +3,9 @@ writer, §4.2 trains each five times). Test episodes are those of seed 0 for eve
 keeps the per-episode nll so that ``seeds.py combine`` can pair the writers over episodes and seeds.
 
 OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py SEED      (one process per seed)
+OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py vae SEED  (kanerva-likelihood's VAE baseline)
 python results/kanerva-ablation/diagnostics/seeds.py combine
--> results/kanerva-ablation/diagnostics/seeds/seed{SEED}.json, seeds/README.md
+-> results/kanerva-ablation/diagnostics/seeds/seed{SEED}[-vae].json, seeds/README.md
 """
 
 import json
@@ -18,13 +19,15 @@ from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
 from engramlab.evaluation.suites.kanerva_ablation import CPU
 from engramlab.evaluation.suites.kanerva_common import build, episode_sources, evaluate, key_usage, train
+from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
+from engramlab.evaluation.suites.kanerva_likelihood import _fields
 from engramlab.evaluation.swap import swap_gap
 
 out_dir = Path(__file__).parent / "seeds"
 dataset = "binarized-mnist"
 
 if sys.argv[1] == "combine":
-    runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("seed*.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("seed?.json"))]
     lines = ["# kanerva-ablation, binarized MNIST, cpu preset: block vs dense writer over seeds", "",
              "| seed | block nll | dense nll | dense − block (paired over test episodes) | block swap_gap | "
              "block key_std | dense swap_gap | dense key_std |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -46,30 +49,49 @@ if sys.argv[1] == "combine":
               f"{float(dci):.2f} (mean ± 95% CI over seeds of each seed's test nll); dense − block "
               f"{float(sm):+.2f} ± {float(sci):.2f} over seeds, {float(m):+.2f} ± {float(ci):.2f} paired over all "
               "test episodes and seeds. Nats per image, lower is better."]  # fmt: skip
+    vae = {r["seed"]: r for r in (json.loads(p.read_text()) for p in sorted(out_dir.glob("seed?-vae.json")))}
+    if vae:
+        lines += ["", "| seed | VAE nll | VAE − K++ block (paired over test episodes) |", "|---|---|---|"]
+        gaps = []
+        for r in runs:
+            if r["seed"] in vae:
+                v = vae[r["seed"]]["vae"]
+                gap = torch.tensor(v["nll_per_episode"]) - torch.tensor(r["block"]["nll_per_episode"])
+                gaps.append(gap)
+                m, ci = mean_ci(gap)
+                lines.append(f"| {r['seed']} | {v['nll']:.2f} | {float(m):+.2f} ± {float(ci):.2f} |")
+        m, ci = mean_ci(torch.cat(gaps))
+        lines += [
+            "",
+            f"VAE − K++ over {len(gaps)} seeds, paired over all test episodes: {float(m):+.2f} ± {float(ci):.2f}.",
+        ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     sys.exit()
 
 torch.set_num_threads(1)
-seed = int(sys.argv[1])
+baseline = sys.argv[1] == "vae"
+seed = int(sys.argv[-1])
 ctx = BenchContext("kanerva-ablation", False, 0, torch.device("cpu"), Path("/tmp"), progress=False, preset="cpu")
 test = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], 0)[0]["test"]
 sources = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], seed)[0]
 shape = tuple(test.pattern_shape)
 record = {"seed": seed, "dataset": dataset, "config": CPU}
-for name in ("kanerva++", "kanerva++-dense"):
+for name in ("kpp-vae",) if baseline else ("kanerva++", "kanerva++-dense"):
     torch.manual_seed(seed)
-    model = build(name, {**CPU["kanerva++"], "likelihood": "bernoulli"}, shape)
+    fields = _fields(LIK_CPU, name, "bernoulli") if baseline else {**CPU["kanerva++"], "likelihood": "bernoulli"}
+    model = build(name, fields, shape)
     start = time.process_time()
     facts = train(model, sources["train"], sources["val"], ctx, CPU["steps"], CPU["lr"])
     terms = evaluate(model, test, CPU["test_batches"], 0, ctx.device)
-    keys = key_usage(model, test, CPU["test_batches"], ctx.device)
+    keys = {} if baseline else key_usage(model, test, CPU["test_batches"], ctx.device)
     swap = swap_gap(model, (test.batch(i).patterns for i in range(CPU["test_batches"])), seed=0)
-    record[model.config.writer] = {
+    record["vae" if baseline else model.config.writer] = {
         "model": name, "nll": float(terms["nll"].mean()), "nll_per_episode": terms["nll"].tolist(),
-        "kl_z": float(terms["kl_z"].mean()), "kl_y": float(terms["kl_y"].mean()), **keys,
+        "kl_z": float(terms["kl_z"].mean()), "kl_y": float(terms["kl_y"].mean()) if "kl_y" in terms else None, **keys,
         "swap_gap": swap["swap_gap"], "swap_gap_ci": swap["swap_gap_ci"], **facts,
         "cpu_seconds": time.process_time() - start,
     }  # fmt: skip
-    print(name, {k: v for k, v in record[model.config.writer].items() if k != "nll_per_episode"}, flush=True)
-(out_dir / f"seed{seed}.json").write_text(json.dumps(record, indent=1))
+    print(name, {k: v for k, v in record["vae" if baseline else model.config.writer].items()
+                 if k != "nll_per_episode"}, flush=True)  # fmt: skip
+(out_dir / f"seed{seed}{'-vae' if baseline else ''}.json").write_text(json.dumps(record, indent=1))
