@@ -5,7 +5,7 @@ keeps the per-episode nll so that ``seeds.py combine`` can pair the writers over
 OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py SEED      (one process per seed)
 OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py vae SEED  (kanerva-likelihood's VAE baseline)
 python results/kanerva-ablation/diagnostics/seeds.py combine
--> results/kanerva-ablation/diagnostics/seeds/seed{SEED}[-vae].json, seeds/README.md
+-> results/kanerva-ablation/diagnostics/seeds/seed{SEED}[-vae].json, seeds/summary.md (seeds/README.md: reading)
 """
 
 import json
@@ -65,7 +65,7 @@ if sys.argv[1] == "combine":
             "",
             f"VAE − K++ over {len(gaps)} seeds, paired over all test episodes: {float(m):+.2f} ± {float(ci):.2f}.",
         ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     sys.exit()
 
@@ -86,12 +86,12 @@ for name in ("kpp-vae",) if baseline else ("kanerva++", "kanerva++-dense"):
     terms = evaluate(model, test, CPU["test_batches"], 0, ctx.device)
     keys = {} if baseline else key_usage(model, test, CPU["test_batches"], ctx.device)
     swap = swap_gap(model, (test.batch(i).patterns for i in range(CPU["test_batches"])), seed=0)
-    record["vae" if baseline else model.config.writer] = {
+    key = "vae" if baseline else model.config.writer
+    record[key] = {
         "model": name, "nll": float(terms["nll"].mean()), "nll_per_episode": terms["nll"].tolist(),
         "kl_z": float(terms["kl_z"].mean()), "kl_y": float(terms["kl_y"].mean()) if "kl_y" in terms else None, **keys,
         "swap_gap": swap["swap_gap"], "swap_gap_ci": swap["swap_gap_ci"], **facts,
         "cpu_seconds": time.process_time() - start,
     }  # fmt: skip
-    print(name, {k: v for k, v in record["vae" if baseline else model.config.writer].items()
-                 if k != "nll_per_episode"}, flush=True)  # fmt: skip
+    print(name, {k: v for k, v in record[key].items() if k != "nll_per_episode"}, flush=True)
 (out_dir / f"seed{seed}{'-vae' if baseline else ''}.json").write_text(json.dumps(record, indent=1))
