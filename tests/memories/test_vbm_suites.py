@@ -50,3 +50,25 @@ def test_paper_ordering_check_accepts_ties_within_the_middle_and_last_pairs():
     assert vi._paper_ordering_holds(["vbm-cat", "vbm-mixture", "vbm-vae", "vbm-gauss", "vbm-dkm", "vbm-ns"])
     assert not vi._paper_ordering_holds(["vbm-gauss", "vbm-cat", "vbm-vae", "vbm-ns", "vbm-dkm"])
     assert not vi._paper_ordering_holds(["vbm-cat", "vbm-dkm", "vbm-vae", "vbm-gauss", "vbm-ns"])
+
+
+def test_vbm_images_class_structured_entry_draws_episodes_of_k_classes(tmp_path, monkeypatch):
+    """A 4th dataset entry K makes every episode hold K classes (train, val and test alike), labelled in the rows."""
+    import torch
+
+    from engramlab.evaluation.bench import BenchContext
+
+    cfg = {**vi.QUICK, "episodes": 3, "T": 8}
+    ctx = BenchContext("vbm-images", True, 0, torch.device("cpu"), tmp_path, progress=False)
+    for split in ("train", "val", "test"):
+        labels = vi._source(ctx, "digits", None, split, cfg, classes=2).batch(0).labels
+        assert labels.shape == (3, 8) and all(len(row.unique()) == 2 for row in labels)
+    iid = vi._source(ctx, "digits", None, "test", cfg).batch(0).labels
+    assert max(len(row.unique()) for row in iid) > 2  # the paper's i.i.d. episodes
+    tiny = {**vi.QUICK, "datasets": [("digits", None, "gaussian", 2)], "models": ["vbm-vae", "vbm-cat"],
+            "episodes": 2, "T": 8, "steps": 2, "eval_every": 1, "val_batches": 1, "test_batches": 1,
+            "model": {"code": 8, "rows": 4, "width": 8}, "speed_T": [8], "speed_K": [4]}  # fmt: skip
+    monkeypatch.setattr(vi, "QUICK", tiny)
+    record = json.loads(run_suite("vbm-images", quick=True, out_root=tmp_path, progress=False)["json"].read_text())
+    assert {r["dataset"] for r in record["rows"]} == {"digits (dequantized), 2 classes per episode"}
+    assert set(record["extra"]["test_elbo_per_episode"]) == {"digits-2class"}

@@ -11,6 +11,9 @@ episodes, and bits/dim (continuous data: uniformly dequantized, (nll + D ln 256)
 nll/(D ln 2)). The paper's Table 1 (CIFAR-10 and CelebA, nats per frame) is printed beside ours; those
 datasets are not in ../shared/data here, so the columns compare orderings, not values.
 
+A dataset entry is (name, binarization, likelihood) or (name, binarization, likelihood, K): with K, every episode
+holds K labelled classes (class-structured episodes, not the paper's setting; the VAE sees the same frames).
+
 Figures: samples generated from written memories (App. G.1), iterative-read denoising (App. G.2) and the
 ELBO of a memory resized at test time (more or fewer rows / clusters than trained).
 """
@@ -81,10 +84,15 @@ FULL: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _source(ctx: BenchContext, dataset: str, binarize: str | None, split: str, cfg: dict) -> EpisodeSource:
+def _source(
+    ctx: BenchContext, dataset: str, binarize: str | None, split: str, cfg: dict, classes: int | None = None
+) -> EpisodeSource:
+    """Episodes of one split: i.i.d. images (``classes`` None, the paper's setting) or class-structured episodes of
+    ``classes`` labelled classes each (the sampler's ``class_structured`` mode)."""
     data = DataConfig(
         dataset=dataset, binarize=binarize, episode_length=cfg["T"], batch_size=cfg["episodes"], corruption=None,
-        data_dir=str(ctx.data_dir) if ctx.data_dir else None,
+        data_dir=str(ctx.data_dir) if ctx.data_dir else None, class_structured=classes is not None,
+        classes_per_episode=classes,
     )  # fmt: skip
     return EpisodeSource(data, split, seed=ctx.seed + {"train": 0, "test": 1, "val": 2}[split])
 
@@ -180,12 +188,14 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"train_seconds": {}, "resize": {}, "val_curves": {}, "test_elbo_per_episode": {}}
     notes = []
-    for dataset, binarize, likelihood in cfg["datasets"]:
+    for dataset, binarize, likelihood, *structure in cfg["datasets"]:
+        classes = structure[0] if structure else None  # an optional 4th entry: classes per episode
+        tag = dataset if classes is None else f"{dataset}-{classes}class"  # key of its extras and figures
         try:
-            train, val, test = (_source(ctx, dataset, binarize, s, cfg) for s in ("train", "val", "test"))
+            train, val, test = (_source(ctx, dataset, binarize, s, cfg, classes) for s in ("train", "val", "test"))
             shape = tuple(train.pattern_shape)
         except Exception as err:  # a dataset not present here: say so, do not invent numbers
-            notes.append(f"{dataset}: skipped ({type(err).__name__}: {err})")
+            notes.append(f"{tag}: skipped ({type(err).__name__}: {err})")
             continue
         dims = math.prod(shape)
         trained, curves, per_episode = {}, {}, {}
@@ -211,7 +221,7 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
                 hooks=[keep],
                 handle_signals=False,
             )  # App. F: early stopping -> the best-on-validation weights are scored
-            extra["train_seconds"][f"{dataset}/{name}"] = time.perf_counter() - start
+            extra["train_seconds"][f"{tag}/{name}"] = time.perf_counter() - start
             curves[name] = curve
             scores = _evaluate(model, test, cfg["test_batches"], ctx.device)
             nll = -scores["elbo_per_frame"]  # rec − kl_per_frame = ELBO (kl: every KL/entropy term, per frame)
@@ -221,7 +231,8 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             bmean, bci = mean_ci(bpd)
             swap = swap_gap(model, (test.batch(i).patterns.to(ctx.device) for i in range(cfg["test_batches"])),
                             seed=ctx.seed)  # fmt: skip
-            rows.append({"dataset": f"{dataset}" + (f" ({binarize})" if binarize else " (dequantized)"),
+            rows.append({"dataset": f"{dataset}" + (f" ({binarize})" if binarize else " (dequantized)")
+                         + ("" if classes is None else f", {classes} classes per episode"),
                          "model": name, "elbo_per_frame": float(mean), "elbo_per_frame_ci": float(ci),
                          "bits_per_dim": float(bmean), "bits_per_dim_ci": float(bci),
                          "cifar10_paper": PAPER["cifar10"].get(name), "celeba_paper": PAPER["celeba"].get(name),
@@ -237,10 +248,10 @@ def vbm_images(ctx: BenchContext) -> BenchResult:
             per_episode[name] = scores["elbo_per_frame"]
             _save_partial(ctx, rows)
         _paired(rows[-len(per_episode) :], per_episode, REFERENCE)
-        extra["test_elbo_per_episode"][dataset] = {n: v.tolist() for n, v in per_episode.items()}
-        extra["val_curves"][dataset] = curves
-        _curve_figure(curves, ctx.figure_path(f"{dataset}-val-curves"), dataset)
-        _figures(ctx, dataset, test, trained, cfg, extra)
+        extra["test_elbo_per_episode"][tag] = {n: v.tolist() for n, v in per_episode.items()}
+        extra["val_curves"][tag] = curves
+        _curve_figure(curves, ctx.figure_path(f"{tag}-val-curves"), tag)
+        _figures(ctx, tag, test, trained, cfg, extra)
     ranking = {}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         ranking[ds] = [

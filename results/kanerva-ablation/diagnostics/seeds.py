@@ -6,6 +6,9 @@ OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py SEED     
 OMP_NUM_THREADS=1 python results/kanerva-ablation/diagnostics/seeds.py vae SEED  (kanerva-likelihood's VAE baseline)
 python results/kanerva-ablation/diagnostics/seeds.py combine
 -> results/kanerva-ablation/diagnostics/seeds/seed{SEED}[-vae].json, seeds/summary.md (seeds/README.md: reading)
+
+``--steps N`` (any of the three forms) trains every model for N steps instead of the preset's 3000, the rest of the
+preset unchanged, and reads and writes ``seeds/steps{N}/`` instead.
 """
 
 import json
@@ -23,12 +26,19 @@ from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
 from engramlab.evaluation.suites.kanerva_likelihood import _fields
 from engramlab.evaluation.swap import swap_gap
 
-out_dir = Path(__file__).parent / "seeds"
+args = sys.argv[1:]
+steps = CPU["steps"]
+if "--steps" in args:
+    i = args.index("--steps")
+    steps = int(args[i + 1])
+    del args[i : i + 2]
+out_dir = Path(__file__).parent / "seeds" / ("" if steps == CPU["steps"] else f"steps{steps}")
+out_dir.mkdir(parents=True, exist_ok=True)
 dataset = "binarized-mnist"
 
-if sys.argv[1] == "combine":
+if args[0] == "combine":
     runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("seed?.json"))]
-    lines = ["# kanerva-ablation, binarized MNIST, cpu preset: block vs dense writer over seeds", "",
+    lines = [f"# kanerva-ablation, binarized MNIST, cpu preset, {steps} steps: block vs dense writer over seeds", "",
              "| seed | block nll | dense nll | dense − block (paired over test episodes) | block swap_gap | "
              "block key_std | dense swap_gap | dense key_std |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     diffs, block_means, dense_means = [], [], []
@@ -70,19 +80,19 @@ if sys.argv[1] == "combine":
     sys.exit()
 
 torch.set_num_threads(1)
-baseline = sys.argv[1] == "vae"
-seed = int(sys.argv[-1])
+baseline = args[0] == "vae"
+seed = int(args[-1])
 ctx = BenchContext("kanerva-ablation", False, 0, torch.device("cpu"), Path("/tmp"), progress=False, preset="cpu")
 test = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], 0)[0]["test"]
 sources = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], seed)[0]
 shape = tuple(test.pattern_shape)
-record = {"seed": seed, "dataset": dataset, "config": CPU}
+record = {"seed": seed, "dataset": dataset, "config": {**CPU, "steps": steps}}
 for name in ("kpp-vae",) if baseline else ("kanerva++", "kanerva++-dense"):
     torch.manual_seed(seed)
     fields = _fields(LIK_CPU, name, "bernoulli") if baseline else {**CPU["kanerva++"], "likelihood": "bernoulli"}
     model = build(name, fields, shape)
     start = time.process_time()
-    facts = train(model, sources["train"], sources["val"], ctx, CPU["steps"], CPU["lr"])
+    facts = train(model, sources["train"], sources["val"], ctx, steps, CPU["lr"])
     terms = evaluate(model, test, CPU["test_batches"], 0, ctx.device)
     keys = {} if baseline else key_usage(model, test, CPU["test_batches"], ctx.device)
     swap = swap_gap(model, (test.batch(i).patterns for i in range(CPU["test_batches"])), seed=0)

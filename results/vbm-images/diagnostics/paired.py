@@ -1,8 +1,9 @@
 """Paired comparison of the one-model runs of ``long_episodes.py`` on their shared test episodes.
 
-python results/vbm-images/diagnostics/paired.py T SEED [REFERENCE]
--> results/vbm-images/diagnostics/T{T}-seed{SEED}.md (each model minus REFERENCE, default vbm-vae, per test episode,
-mean ± 95% CI; the per-frame split: reconstruction, KL of the frame's latents, KL(Ω)/T; swap gap)
+python results/vbm-images/diagnostics/paired.py T SEED [REFERENCE] [--prefix P]
+-> results/vbm-images/diagnostics/{P}T{T}-seed{SEED}.md (each model minus REFERENCE, default vbm-vae, per test episode,
+mean ± 95% CI; the per-frame split: reconstruction, KL of the frame's latents, KL(Ω)/T; swap gap). ``--prefix K2-``
+reads the runs of ``structured.py 2 T SEED MODEL``.
 """
 
 import json
@@ -13,18 +14,25 @@ import torch
 
 from engramlab.evaluation.metrics import mean_ci
 
-T, seed = int(sys.argv[1]), int(sys.argv[2])
-reference = sys.argv[3] if len(sys.argv) > 3 else "vbm-vae"
+args = sys.argv[1:]
+prefix = ""
+if "--prefix" in args:
+    i = args.index("--prefix")
+    prefix = args[i + 1]
+    del args[i : i + 2]
+T, seed = int(args[0]), int(args[1])
+reference = args[2] if len(args) > 2 else "vbm-vae"
 here = Path(__file__).parent
 runs = {}
-for path in sorted(here.glob(f"T{T}-seed{seed}-*/vbm-images/cpu.json")):
+for path in sorted(here.glob(f"{prefix}T{T}-seed{seed}-*/vbm-images/cpu.json")):
     record = json.loads(path.read_text())
     (row,) = record["rows"]
     (per_episode,) = record["extra"]["test_elbo_per_episode"].values()
     runs[row["model"]] = (row, torch.tensor(per_episode[row["model"]]), record["wall_time_s"])
 ref = runs[reference][1]
 lines = [
-    f"# vbm-images cpu preset at T = {T}, seed {seed}: paired against {reference}",
+    f"# vbm-images cpu preset at T = {T}, seed {seed}{', ' + prefix.rstrip('-') if prefix else ''}: paired against "
+    f"{reference}",
     "",
     "| model | elbo_per_frame | minus_ref | rec | kl_frame_latents | kl_omega | swap_gap | best_step | wall_s |",
     "|---|---|---|---|---|---|---|---|---|",
@@ -44,6 +52,6 @@ lines += [
     "it). kl_frame_latents: KL of z (and y) per frame; kl_omega: KL(q(Ω) ‖ p(Ω))/T; ELBO = rec − kl_frame_latents − "
     "kl_omega.",
 ]
-out = here / f"T{T}-seed{seed}.md"
+out = here / f"{prefix}T{T}-seed{seed}.md"
 out.write_text("\n".join(lines) + "\n")
 print(out.read_text())
