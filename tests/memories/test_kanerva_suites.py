@@ -7,7 +7,7 @@ import torch
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation import bench
-from engramlab.evaluation.suites import kanerva_ablation, kanerva_speed
+from engramlab.evaluation.suites import kanerva_ablation, kanerva_common, kanerva_speed
 from engramlab.memories.base import build_memory
 
 TINY_MODELS = {
@@ -58,13 +58,13 @@ def test_key_usage_is_zero_spread_and_zero_kl_when_the_key_net_ignores_the_frame
     model.key_posterior = torch.nn.Linear(model.encoder.out_dim, 6 * model.config.reads)
     torch.nn.init.zeros_(model.key_posterior.weight)
     torch.nn.init.zeros_(model.key_posterior.bias)  # q(Y|X) = N(0, I) = p(Y) for every frame
-    usage = kanerva_ablation.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
+    usage = kanerva_common.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
     assert usage["key_spread"] == 0.0 and abs(usage["key_std"] - 1) < 1e-6 and abs(usage["kl_y_max_dim"]) < 1e-6
 
 
 def test_key_usage_sees_keys_that_differ_between_frames(gen):
     model = build_memory("kanerva++", (1, 16, 16), **{**TINY_MODELS["kanerva++"], "window": 8})
-    usage = kanerva_ablation.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
+    usage = kanerva_common.key_usage(model, _Batches(torch.rand(2, 3, 1, 16, 16, generator=gen)), 1, "cpu")
     assert usage["key_spread"] > 0 and usage["kl_y_max_dim"] > 0
 
 

@@ -22,15 +22,13 @@ from engramlab.evaluation.suites.kanerva_common import (
     DATASETS,
     build,
     episode_sources,
-    evaluate,
-    key_usage,
+    score,
     summarise,
     train,
 )
 from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
 from engramlab.evaluation.suites.kanerva_likelihood import FULL as LIK_FULL
 from engramlab.evaluation.suites.kanerva_likelihood import QUICK as LIK_QUICK
-from engramlab.evaluation.swap import swap_gap
 from engramlab.viz import plot_bars
 
 log = logging.getLogger(__name__)
@@ -79,12 +77,9 @@ def kanerva_ablation(ctx: BenchContext) -> BenchResult:
                 torch.manual_seed(seed)
                 model = build(name, {**cfg["kanerva++"], "likelihood": "bernoulli"}, shape)
                 facts = train(model, sources["train"], sources["val"], ctx, cfg["steps"], cfg["lr"])
-                terms = evaluate(model, test, cfg["test_batches"], ctx.seed, ctx.device)
+                terms, keys, swap = score(model, test, cfg["test_batches"], ctx.seed, ctx.device)
                 nll, ci = summarise(terms["nll"])
                 per_episode[(dataset, seed, model.config.writer)] = terms["nll"]
-                keys = key_usage(model, test, cfg["test_batches"], ctx.device)
-                swap = swap_gap(model, (test.batch(i).patterns.to(ctx.device) for i in range(cfg["test_batches"])),
-                                seed=ctx.seed)  # fmt: skip
                 rows.append({"dataset": dataset, "seed": seed, "model": name, "writer": model.config.writer,
                              "nll_cond": nll, "nll_cond_ci": ci, "kl_z": summarise(terms["kl_z"])[0],
                              "kl_y": summarise(terms["kl_y"])[0], **keys,

@@ -169,3 +169,17 @@ def key_usage(model: Any, test: Any, batches: int, device: torch.device) -> dict
     kl_dim = 0.5 * (logvar.exp() + mu.square() - 1.0 - logvar).mean(0)
     return {"key_spread": float(mu.std(0).mean()), "key_std": float((0.5 * logvar).exp().mean()),
             "kl_y_max_dim": float(kl_dim.max())}  # fmt: skip
+
+
+def score(
+    model: Memory, test: EpisodeSource, batches: int, seed: int, device: torch.device
+) -> tuple[dict[str, Tensor], dict[str, float], dict[str, float]]:
+    """Everything the Kanerva suites report of a trained model on the fixed test batches 0..batches−1:
+    the per-episode ELBO terms (``evaluate``), the key statistics (``key_usage``; empty for a model without keys)
+    and the memory-swap gap (``engramlab.evaluation.swap``, nats per image, unscaled)."""
+    from engramlab.evaluation.swap import swap_gap
+
+    terms = evaluate(model, test, batches, seed, device)
+    keys = key_usage(model, test, batches, device) if hasattr(model, "_keys") else {}
+    swap = swap_gap(model, (test.batch(i).patterns.to(device) for i in range(batches)), seed=seed)
+    return terms, keys, swap

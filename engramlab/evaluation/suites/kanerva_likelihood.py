@@ -24,13 +24,11 @@ from engramlab.evaluation.suites.kanerva_common import (
     DATASETS,
     build,
     episode_sources,
-    evaluate,
     image_grid,
-    key_usage,
+    score,
     summarise,
     train,
 )
-from engramlab.evaluation.swap import swap_gap
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +164,7 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
                 else:  # same wall-clock time as K++'s equal-steps run
                     facts = train(net, sources["train"], sources["val"], ctx, 20 * cfg["steps"], cfg["lr"],
                                   max_seconds=wall_budget, eval_every=max(cfg["steps"] // 4, 1))  # fmt: skip
-                terms = evaluate(net, sources["test"], cfg["test_batches"], ctx.seed, ctx.device)
+                terms, keys, swap = score(net, sources["test"], cfg["test_batches"], ctx.seed, ctx.device)
                 nll, nll_ci = summarise(terms["nll"], scale)
                 if model == "kanerva++":
                     kpp_nll = terms["nll"]  # MODELS starts with K++: the others are compared with it, paired
@@ -174,12 +172,9 @@ def kanerva_likelihood(ctx: BenchContext) -> BenchResult:
                 cond = terms.get("nll_cond", terms["nll"])
                 nll_cond, nll_cond_ci = summarise(cond, scale)
                 kl_m = terms.get("kl_m")
-                swap = swap_gap(net, (sources["test"].batch(i).patterns.to(ctx.device)
-                                      for i in range(cfg["test_batches"])), seed=ctx.seed)  # fmt: skip
                 rows.append({
                     # mean posterior std of K++'s keys (1 = the prior: keys that carry nothing); None without keys
-                    "key_std": key_usage(net, sources["test"], cfg["test_batches"], ctx.device)["key_std"]
-                    if hasattr(net, "_keys") else None,
+                    "key_std": keys.get("key_std"),
                     "dataset": dataset, "budget": budget_name, "model": model, "unit": unit,
                     "nll": nll, "nll_ci": nll_ci, "minus_kpp": paired, "minus_kpp_ci": paired_ci,
                     "nll_cond": nll_cond, "nll_cond_ci": nll_cond_ci,
