@@ -21,9 +21,8 @@ import torch
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
 from engramlab.evaluation.suites import kanerva_common
-from engramlab.evaluation.suites.kanerva_common import episode_sources, evaluate, key_usage, train
+from engramlab.evaluation.suites.kanerva_common import episode_sources, score, train
 from engramlab.evaluation.suites.kanerva_likelihood import CPU, _fields, build
-from engramlab.evaluation.swap import swap_gap
 
 torch.set_num_threads(1)
 steps = int(sys.argv[1])
@@ -43,14 +42,13 @@ for model in ("kanerva++", "kpp-vae"):
     start = time.process_time()
     facts = train(net, sources["train"], sources["val"], ctx, steps, CPU["lr"], eval_every=max(steps // 12, 1))
     cpu_s = time.process_time() - start
-    terms = evaluate(net, sources["test"], CPU["test_batches"], ctx.seed, ctx.device)
+    terms, keys, swap = score(net, sources["test"], CPU["test_batches"], ctx.seed, ctx.device)
     nll[model] = terms["nll"]
-    swap = swap_gap(net, (sources["test"].batch(i).patterns for i in range(CPU["test_batches"])), seed=ctx.seed)
     mean, ci = mean_ci(terms["nll"])
     row = {**facts, "cpu_seconds": cpu_s, "nll": mean, "nll_ci": ci, "swap_gap": swap["swap_gap"],
            "swap_gap_ci": swap["swap_gap_ci"], "terms": {k: float(v.mean()) for k, v in terms.items()}}  # fmt: skip
-    if model == "kanerva++":
-        row["key_std"] = key_usage(net, sources["test"], CPU["test_batches"], ctx.device)["key_std"]
+    if keys:
+        row["key_std"] = keys["key_std"]
     out["models"][model] = row
     print(model, json.dumps(row), flush=True)
 diff, ci = mean_ci(nll["kpp-vae"] - nll["kanerva++"])
