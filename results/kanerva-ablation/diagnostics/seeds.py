@@ -21,10 +21,9 @@ import torch
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
 from engramlab.evaluation.suites.kanerva_ablation import CPU
-from engramlab.evaluation.suites.kanerva_common import build, episode_sources, evaluate, key_usage, train
+from engramlab.evaluation.suites.kanerva_common import build, episode_sources, score, train
 from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
 from engramlab.evaluation.suites.kanerva_likelihood import _fields
-from engramlab.evaluation.swap import swap_gap
 
 args = sys.argv[1:]
 steps = CPU["steps"]
@@ -93,9 +92,7 @@ for name in ("kpp-vae",) if baseline else ("kanerva++", "kanerva++-dense"):
     model = build(name, fields, shape)
     start = time.process_time()
     facts = train(model, sources["train"], sources["val"], ctx, steps, CPU["lr"])
-    terms = evaluate(model, test, CPU["test_batches"], 0, ctx.device)
-    keys = {} if baseline else key_usage(model, test, CPU["test_batches"], ctx.device)
-    swap = swap_gap(model, (test.batch(i).patterns for i in range(CPU["test_batches"])), seed=0)
+    terms, keys, swap = score(model, test, CPU["test_batches"], 0, ctx.device)
     key = "vae" if baseline else model.config.writer
     record[key] = {
         "model": name, "nll": float(terms["nll"].mean()), "nll_per_episode": terms["nll"].tolist(),
