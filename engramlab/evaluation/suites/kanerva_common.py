@@ -20,6 +20,7 @@ from torch import Tensor
 from engramlab.episodes.pipeline import DataConfig, EpisodeSource
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
+from engramlab.evaluation.swap import swap_gap
 from engramlab.memories.base import Memory, build_memory
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,6 @@ def score(
     """Everything the Kanerva suites report of a trained model on the fixed test batches 0..batches−1:
     the per-episode ELBO terms (``evaluate``), the key statistics (``key_usage``; empty for a model without keys)
     and the memory-swap gap (``engramlab.evaluation.swap``, nats per image, unscaled)."""
-    from engramlab.evaluation.swap import swap_gap
-
     terms = evaluate(model, test, batches, seed, device)
     keys = key_usage(model, test, batches, device) if hasattr(model, "_keys") else {}
     swap = swap_gap(model, (test.batch(i).patterns.to(device) for i in range(batches)), seed=seed)

@@ -11,6 +11,7 @@ python results/kanerva-ablation/diagnostics/seeds.py combine
 preset unchanged, and reads and writes ``seeds/steps{N}/`` instead.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -25,12 +26,11 @@ from engramlab.evaluation.suites.kanerva_common import build, episode_sources, s
 from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
 from engramlab.evaluation.suites.kanerva_likelihood import _fields
 
-args = sys.argv[1:]
-steps = CPU["steps"]
-if "--steps" in args:
-    i = args.index("--steps")
-    steps = int(args[i + 1])
-    del args[i : i + 2]
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("what", nargs="+", help="SEED | vae SEED | combine")
+parser.add_argument("--steps", type=int, default=CPU["steps"])
+parsed = parser.parse_args()
+steps, args = parsed.steps, parsed.what
 out_dir = Path(__file__).parent / "seeds" / ("" if steps == CPU["steps"] else f"steps{steps}")
 out_dir.mkdir(parents=True, exist_ok=True)
 dataset = "binarized-mnist"

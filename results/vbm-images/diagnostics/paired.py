@@ -6,22 +6,21 @@ mean ± 95% CI; the per-frame split: reconstruction, KL of the frame's latents, 
 reads the runs of ``structured.py 2 T SEED MODEL``.
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
 from engramlab.evaluation.metrics import mean_ci
 
-args = sys.argv[1:]
-prefix = ""
-if "--prefix" in args:
-    i = args.index("--prefix")
-    prefix = args[i + 1]
-    del args[i : i + 2]
-T, seed = int(args[0]), int(args[1])
-reference = args[2] if len(args) > 2 else "vbm-vae"
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("T", type=int)
+parser.add_argument("seed", type=int)
+parser.add_argument("reference", nargs="?", default="vbm-vae")
+parser.add_argument("--prefix", default="", help="run-folder prefix, e.g. K2- for structured.py's runs")
+args = parser.parse_args()
+T, seed, reference, prefix = args.T, args.seed, args.reference, args.prefix
 here = Path(__file__).parent
 runs = {}
 for path in sorted(here.glob(f"{prefix}T{T}-seed{seed}-*/vbm-images/cpu.json")):
