@@ -349,6 +349,7 @@ COMMANDS = {
     "data": cmd_data,
     "list": cmd_list,
 }
+COMPUTE = ("train", "eval", "read", "generate", "bench", "demo")  # commands that run models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
+        if args.command in COMPUTE:
+            from engramlab.nn.fast import keep_freed_memory
+
+            keep_freed_memory()  # steps reuse their memory instead of page-faulting it in anew (issue 15)
         return COMMANDS[args.command](args)
     except EngramError as e:
         if debug:

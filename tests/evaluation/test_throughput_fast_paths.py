@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from engramlab.episodes.batch import EpisodeBatch
@@ -177,3 +180,34 @@ def test_generative_decoders_fast_equal_plain():
         for key, grad in results[False][1].items():
             scale = grad.abs().max().clamp_min(1.0)
             assert (results[True][1][key] - grad).abs().max() / scale < 1e-5, (name, key)
+
+
+_FAULTS = """
+import resource, sys, torch
+from engramlab.nn.fast import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+def step():
+    x = torch.ones(10 << 20)  # 40 MiB: above the largest block glibc ever serves from its heap by default
+    return float((x * 2).sum())
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+values = [step() for _ in range(10)]
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, values[-1])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_keep_freed_memory_stops_page_faults_of_repeated_large_tensors():
+    """Each fresh process allocates and frees the same two 40 MiB tensors per step: glibc's default mmaps and
+    page-faults them every step; after keep_freed_memory() they are reused from the heap (the values are equal)."""
+    runs = {}
+    for mode in ("keep", "default"):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
+        kept, faults, value = out.stdout.split()
+        runs[mode] = (kept, int(faults), float(value))
+    if runs["keep"][0] != "True":
+        pytest.skip("not glibc")
+    assert runs["keep"][2] == runs["default"][2] == 2.0 * (10 << 20)
+    assert runs["default"][1] > 100_000  # 2 tensors × 10240 pages × 10 steps
+    assert runs["keep"][1] < runs["default"][1] / 5, runs  # the heap may still grow once while it settles

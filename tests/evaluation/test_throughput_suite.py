@@ -47,7 +47,8 @@ def test_every_family_has_quick_and_paper_case():
 
 
 def test_run_cases_rows_and_thread_restore():
-    budget = {**tp.QUICK, "min_timed": 2, "max_timed": 2, "seconds_per_case": 0.0, "peak_repeats": 1}
+    budget = {**tp.QUICK, "min_timed": 2, "max_timed": 2, "seconds_per_case": 0.0, "peak_repeats": 1,
+              "allocator_rounds": 1, "allocator_steps": 1}  # fmt: skip
     selected = [c for c in tp.cases() if c.family == "modern-hopfield-learned" and c.size == "quick"]
     threads = torch.get_num_threads()
     rows = tp.run_cases(budget, selected)
@@ -59,6 +60,9 @@ def test_run_cases_rows_and_thread_restore():
     assert row["gflop_per_step"] > 0 and 0 < row["fraction_of_peak"]
     # every family has a fast path (fused Adam): the plain step is timed beside it
     assert row["speedup_vs_plain"] > 0 and row["plain_ms_per_step"] > 0
+    # the same step in two fresh processes, glibc's default malloc and keep_freed_memory()
+    assert row["default_malloc_ms"] > 0 and row["kept_memory_ms"] > 0
+    assert row["total_speedup"] == pytest.approx(row["speedup_vs_plain"] * row["allocator_speedup"])
 
 
 def _tiny_case(family: str) -> tp.Case:
@@ -78,8 +82,16 @@ def _tiny_case(family: str) -> tp.Case:
 
 @pytest.mark.slow
 def test_batched_vs_loop_columns_for_both_ebmm_families():
-    budget = {**tp.QUICK, "min_timed": 1, "max_timed": 1, "seconds_per_case": 0.0, "peak_repeats": 1,
-              "loop_repeats": 1, "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
+    budget = {
+        **tp.QUICK,
+        "min_timed": 1,
+        "max_timed": 1,
+        "seconds_per_case": 0.0,
+        "peak_repeats": 1,
+        "loop_repeats": 1,
+        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]},
+        "allocator_rounds": 0,
+    }  # fmt: skip  (tiny cases exist here only, a child process cannot build them)
     rows = tp.run_cases(budget, [_tiny_case("ebmm-strings"), _tiny_case("ebmm-conv")])
     for row in rows:
         assert row["batched_vs_loop"] > 0 and row["plain_batched_vs_loop"] > 0

@@ -11,9 +11,13 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
   after the step, in the same process, with the same thread count (median of both sets of repeats);
 - ``plain_ms_per_step`` and ``speedup_vs_plain``: the same step with the library's fast paths switched off
   (``engramlab.nn.fast.fast_paths(False)``, the code before issue 15), timed alternately with the fast step;
+- ``allocator_speedup``: ms per step in fresh processes with glibc's default malloc settings over ms per step in
+  fresh processes with ``engramlab.nn.fast.keep_freed_memory()`` (which the ``engram`` command and this suite
+  switch on), alternated, medians; ``total_speedup`` = ``speedup_vs_plain`` × ``allocator_speedup``, the step
+  against the code before issue 15;
 - ``batched_vs_loop``: for the batched gradient write (EBMM), a batched meta-step over B = 16 episodes vs a
   Python loop over the same 16 episodes one at a time (loss + backward, alternated, medians);
-- ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``speedup_vs_plain`` ≥ 3 (issue 15's per-family target).
+- ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``total_speedup`` ≥ 3 (issue 15's per-family target).
 
 Threads: the quick preset pins one thread (2 shared cores: one thread gives repeatable ratios); cpu and full
 use every core. The thread count is recorded in the config and in every row. The quick preset runs a
@@ -26,6 +30,8 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +43,7 @@ from torch import nn
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
 from engramlab.memories.base import build_memory
-from engramlab.nn.fast import adam, fast_paths, fast_paths_enabled
+from engramlab.nn.fast import adam, fast_paths, fast_paths_enabled, keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +56,15 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::co
 # Paper sizes whose step is short enough for the quick preset (measured on one thread of the shared CPU).
 PAPER_IN_QUICK = ("modern-hopfield-learned",)
 # quick: at least 8 alternated fast/plain pairs per case (with 3 the fast/plain ratio of a 60 ms step moved by ±20%)
+# allocator_rounds: fresh-process pairs (default malloc, kept memory) per case; allocator_steps: timed steps in each
 QUICK = {"threads": 1, "warmup": 2, "min_timed": 8, "max_timed": 20, "seconds_per_case": 6.0, "peak_repeats": 4,
-         "loop_repeats": 3, "paper": PAPER_IN_QUICK, "loops": {"ebmm-strings": ["quick"]}}  # fmt: skip
+         "allocator_rounds": 2, "allocator_steps": 6, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
+         "loops": {"ebmm-strings": ["quick"]}}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
-       "loop_repeats": 3, "paper": "all", "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
+       "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
+       "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_timed": 5, "max_timed": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
-        "loop_repeats": 3, "paper": "all",
+        "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
         "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
 
 
@@ -381,6 +390,46 @@ def batched_vs_loop(model: nn.Module, batch: EpisodeBatch, repeats: int) -> dict
     }
 
 
+def child_ms_per_step(family: str, size: str, keep: str, threads: str, warmup: str, steps: str) -> float:
+    """Median ms per step of one case in this (fresh) process, with ``keep_freed_memory()`` or glibc's defaults."""
+    torch.set_num_threads(int(threads))
+    if keep == "True":
+        keep_freed_memory()
+    torch.manual_seed(0)
+    (case,) = [c for c in cases() if (c.family, c.size) == (family, size)]
+    step = make_step(*case.make())
+    for _ in range(int(warmup) + 1):
+        step()
+    times = []
+    for _ in range(int(steps)):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+_CHILD = (
+    "import sys; from engramlab.evaluation.suites.throughput import child_ms_per_step as f; print(f(*sys.argv[1:]))"
+)
+
+
+def allocator_pair(case: Case, threads: int, warmup: int, steps: int, rounds: int) -> dict[str, float]:
+    """ms per step in fresh processes with glibc's default malloc and with kept freed memory, alternated
+    ``rounds`` times (a process cannot go back to the default once it has changed it); medians."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for keep in (False, True):
+            args = [case.family, case.size, str(keep), str(threads), str(warmup), str(steps)]
+            out = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(
+                    f"throughput: the {case.family} ({case.size}) child process failed: {out.stderr[-500:]}"
+                )
+            times[keep].append(float(out.stdout.split()[-1]))
+    default, kept = statistics.median(times[False]), statistics.median(times[True])
+    return {"default_malloc_ms": default, "kept_memory_ms": kept, "allocator_speedup": default / kept}
+
+
 def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
     """One row: build the case, count its FLOPs, time it (and its plain path) between two peak measurements."""
     torch.manual_seed(0)
@@ -428,7 +477,13 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
             plain_speed = batched_vs_loop(model, loop_batch, budget["loop_repeats"])
         row["plain_batched_vs_loop"] = plain_speed["batched_vs_loop"]
         row["loop"]["plain"] = plain_speed
-    row["target_met"] = row["fraction_of_peak"] >= TARGET_FRACTION or row["speedup_vs_plain"] >= TARGET_SPEEDUP
+    row.update(default_malloc_ms=None, kept_memory_ms=None, allocator_speedup=None)
+    if budget["allocator_rounds"]:
+        threads = torch.get_num_threads()
+        rounds, steps = budget["allocator_rounds"], budget["allocator_steps"]
+        row.update(allocator_pair(case, threads, budget["warmup"], steps, rounds))
+    row["total_speedup"] = row["speedup_vs_plain"] * (row["allocator_speedup"] or 1.0)
+    row["target_met"] = row["fraction_of_peak"] >= TARGET_FRACTION or row["total_speedup"] >= TARGET_SPEEDUP
     return row
 
 
@@ -466,6 +521,8 @@ COLUMNS = [
     "fraction_of_peak",
     "plain_ms_per_step",
     "speedup_vs_plain",
+    "allocator_speedup",
+    "total_speedup",
     "batched_vs_loop",
     "plain_batched_vs_loop",
     "target_met",
@@ -475,6 +532,7 @@ COLUMNS = [
 @register_suite("throughput", "every family's training step: ms, matmul GFLOP/s, fraction of a fp32 matmul peak")
 def throughput(ctx: BenchContext) -> BenchResult:
     budget = ctx.budget(quick=QUICK, cpu=CPU, full=FULL)
+    kept = keep_freed_memory()  # as the engram command does; measured against glibc's defaults per row
     every = cases()
     selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
     skipped = [f"{c.family} ({c.size})" for c in every if c not in selected]
@@ -510,7 +568,11 @@ def throughput(ctx: BenchContext) -> BenchResult:
         "(fused Adam / AdamW for every family; EBMM's fused hops) in the same process.",
         f"batched_vs_loop: meta-step (loss + backward) over B = {LOOP_EPISODES} episodes vs a loop over them one "
         "at a time (ebmm-strings at T = 32 as in ebmm-strings' speed; ebmm-conv at its T), medians, alternated.",
-        f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or speedup_vs_plain ≥ {TARGET_SPEEDUP} (issue 15).",
+        f"allocator_speedup: ms per step in fresh processes with glibc's default malloc over ms per step in fresh "
+        f"processes with engramlab.nn.fast.keep_freed_memory() ({budget['allocator_rounds']} alternated pairs of "
+        f"{budget['allocator_steps']} timed steps, medians); this process: kept memory {'on' if kept else 'off'}. "
+        "total_speedup = speedup_vs_plain × allocator_speedup.",
+        f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or total_speedup ≥ {TARGET_SPEEDUP} (issue 15).",
     ]
     if skipped:
         notes.append(f"Not in this preset (a step takes too long on one shared CPU thread): {', '.join(skipped)}.")
