@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 
 QUICK = {"datasets": ["binarized-omniglot"], "seeds": 1, **{k: LIK_QUICK[k] for k in
          ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
-# cpu: kanerva-likelihood's cpu sizes and steps, both writers with its K++ remedies (KPP_REMEDY; the dense writer has
-# no blocks, so key_write is the block writer's alone: a difference that §4.2's ablation does not have).
+# cpu: kanerva-likelihood's cpu sizes, both writers with its K++ remedies (KPP_REMEDY; the dense writer has no blocks,
+# so key_write is the block writer's alone: a difference that §4.2's ablation does not have), and 3× its steps: at 3000
+# neither writer had converged and their intervals touched; at 9000 (≈ 13.5 CPU-min per model, 4 models) block and
+# dense are apart on binarized MNIST over 3 seeds (issue 13; results/kanerva-ablation/diagnostics/seeds/steps9000/).
 CPU = {"datasets": ["binarized-omniglot", "binarized-mnist"], "seeds": 1, **{k: LIK_CPU[k] for k in
-       ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
+       ("episode_length", "batch_size", "lr", "test_batches", "kanerva++")}, "steps": 3 * LIK_CPU["steps"]}  # fmt: skip
 FULL = {"datasets": ["binarized-omniglot", "binarized-mnist"], "seeds": 5, **{k: LIK_FULL[k] for k in
         ("episode_length", "batch_size", "steps", "lr", "test_batches", "kanerva++")}}  # fmt: skip
 
