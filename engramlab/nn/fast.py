@@ -115,11 +115,11 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt if hasattr(libc, "gnu_get_libc_version") else None  # glibc's tunables only
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    if mallopt is None:
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc's mallopt tunables only
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     done = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, 1 << 30)]  # no mmap: every block from the heap
     done.append(mallopt(_M_TOP_PAD, 64 << 20))  # grow the heap in 64 MiB steps: fewer brk calls
