@@ -82,16 +82,10 @@ def _tiny_case(family: str) -> tp.Case:
 
 @pytest.mark.slow
 def test_batched_vs_loop_columns_for_both_ebmm_families():
-    budget = {
-        **tp.QUICK,
-        "min_timed": 1,
-        "max_timed": 1,
-        "seconds_per_case": 0.0,
-        "peak_repeats": 1,
-        "loop_repeats": 1,
-        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]},
-        "allocator_rounds": 0,
-    }  # fmt: skip  (tiny cases exist here only, a child process cannot build them)
+    # allocator_rounds 0: the tiny cases exist in this process only, a child process cannot build them
+    budget = {**tp.QUICK, "min_timed": 1, "max_timed": 1, "seconds_per_case": 0.0, "peak_repeats": 1,
+              "loop_repeats": 1, "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]},
+              "allocator_rounds": 0}  # fmt: skip
     rows = tp.run_cases(budget, [_tiny_case("ebmm-strings"), _tiny_case("ebmm-conv")])
     for row in rows:
         assert row["batched_vs_loop"] > 0 and row["plain_batched_vs_loop"] > 0

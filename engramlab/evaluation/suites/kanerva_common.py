@@ -41,6 +41,15 @@ DATASETS: dict[str, tuple[str, dict[str, Any], str, str, str]] = {
         "nats",
         "binarized Omniglot, 28×28, thresholded at 0.5, split by alphabet — not Burda's 24,345/8,070 split",
     ),
+    # issue 13 diagnostics: a fresh Bernoulli sample of each grayscale image per training episode, one fixed sample for
+    # validation and test (Burda et al.'s practice), so that the small shipped set overfits later
+    "binarized-omniglot-dynamic": (
+        "omniglot",
+        {"image_size": 28, "binarize": "dynamic"},
+        "bernoulli",
+        "nats",
+        "binarized Omniglot, 28×28, dynamically binarized, split by alphabet — not Burda's 24,345/8,070 split",
+    ),
     # issue 13: episodes whose frames share structure (a deviation: the papers' episodes are i.i.d. draws)
     "binarized-omniglot-2chars": (
         "omniglot",

@@ -26,7 +26,6 @@ import torch
 
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
-from engramlab.evaluation.suites import kanerva_common
 from engramlab.evaluation.suites.kanerva_ablation import CPU
 from engramlab.evaluation.suites.kanerva_common import build, episode_sources, score, train
 from engramlab.evaluation.suites.kanerva_likelihood import CPU as LIK_CPU
@@ -38,9 +37,7 @@ parser.add_argument("--steps", type=int, default=CPU["steps"])
 parser.add_argument("--dataset", choices=("binarized-mnist", "binarized-omniglot-dynamic"), default="binarized-mnist")
 parsed = parser.parse_args()
 steps, args, dataset = parsed.steps, parsed.what, parsed.dataset
-if dataset == "binarized-omniglot-dynamic":
-    source, options, *rest = kanerva_common.DATASETS["binarized-omniglot"]
-    kanerva_common.DATASETS[dataset] = (source, {**options, "binarize": "dynamic"}, *rest)
+if dataset != "binarized-mnist":
     out_dir = Path(__file__).parent / "seeds" / f"{dataset}-steps{steps}"
 else:
     out_dir = Path(__file__).parent / "seeds" / ("" if steps == CPU["steps"] else f"steps{steps}")

@@ -20,18 +20,13 @@ import torch
 
 from engramlab.evaluation.bench import BenchContext
 from engramlab.evaluation.metrics import mean_ci
-from engramlab.evaluation.suites import kanerva_common
 from engramlab.evaluation.suites.kanerva_common import episode_sources, score, train
 from engramlab.evaluation.suites.kanerva_likelihood import CPU, _fields, build
 
 torch.set_num_threads(1)
 steps = int(sys.argv[1])
 dynamic = sys.argv[2:] == ["dynamic"]
-dataset = "binarized-omniglot"
-if dynamic:
-    name, options, *rest = kanerva_common.DATASETS[dataset]
-    dataset = "binarized-omniglot-dynamic"
-    kanerva_common.DATASETS[dataset] = (name, {**options, "binarize": "dynamic"}, *rest)
+dataset = "binarized-omniglot-dynamic" if dynamic else "binarized-omniglot"
 ctx = BenchContext("kanerva-likelihood", False, 0, torch.device("cpu"), Path("/tmp"), progress=False, preset="cpu")
 sources, _ = episode_sources(dataset, ctx, CPU["episode_length"], CPU["batch_size"], ctx.seed)
 shape = tuple(sources["train"].pattern_shape)
