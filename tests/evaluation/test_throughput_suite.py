@@ -46,6 +46,14 @@ def test_every_family_has_quick_and_paper_case():
     assert all(sizes == {"quick", "paper"} for sizes in families.values())
 
 
+def test_ebmm_strings_is_also_measured_compiled():
+    compiled = [c for c in tp.cases() if c.compiled]
+    assert {(c.family, c.size) for c in compiled} == {("ebmm-strings", "quick"), ("ebmm-strings", "paper")}
+    model, _, _ = compiled[0].make()
+    assert model.config.compile
+    assert tp.label({"family": "ebmm-strings", "size": "quick", "compiled": True}) == "ebmm-strings (quick, compiled)"
+
+
 def test_run_cases_rows_and_thread_restore():
     budget = {**tp.QUICK, "min_timed": 2, "max_timed": 2, "seconds_per_case": 0.0, "peak_repeats": 1,
               "allocator_rounds": 1, "allocator_steps": 1}  # fmt: skip

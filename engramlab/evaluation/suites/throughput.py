@@ -17,6 +17,9 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
   against the code before issue 15;
 - ``batched_vs_loop``: for the batched gradient write (EBMM), a batched meta-step over B = 16 episodes vs a
   Python loop over the same 16 episodes one at a time (loss + backward, alternated, medians);
+- ``compiled`` rows: EBMM strings again with ``memory.compile = true`` (write, read and loss as one
+  ``torch.compile``'d function, ``memories/ebmm/compiled.py``); ``first_step_s`` (every row's first, untimed step)
+  holds its compilation;
 - ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``total_speedup`` ≥ 3 (issue 15's per-family target).
 
 Threads: the quick preset pins one thread (2 shared cores: one thread gives repeatable ratios); cpu and full
@@ -27,6 +30,7 @@ every paper size and the per-episode loops at paper size.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import statistics
@@ -60,12 +64,12 @@ PAPER_IN_QUICK = ("modern-hopfield-learned",)
 CHILD_SECONDS = 2.0  # and at least this long
 QUICK = {"threads": 1, "warmup": 2, "min_timed": 8, "max_timed": 20, "seconds_per_case": 6.0, "peak_repeats": 4,
          "allocator_rounds": 2, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
-         "loops": {"ebmm-strings": ["quick"]}}  # fmt: skip
+         "loops": {"ebmm-strings": ["quick"]}, "compiled_loops": False}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
-       "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}}  # fmt: skip
+       "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_timed": 5, "max_timed": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
-        "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
+        "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
         "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
 
 
@@ -81,6 +85,7 @@ class Case:
     loop: bool = False  # a batched write rule: measure batched vs per-episode loop
     episodes: int = 0
     length: int = 0
+    compiled: bool = False  # trains through torch.compile (EBMM's ``compile``): no fresh-process allocator pairs
 
 
 def _strings(b: int, t: int, n: int, gen: torch.Generator) -> EpisodeBatch:
@@ -133,21 +138,24 @@ def _kanerva_fields(size: str) -> dict[str, dict[str, Any]]:
 def cases() -> list[Case]:
     """Every family at its quick and its paper size (built lazily: ``case.make()``)."""
     out: list[Case] = []
-    for size, (fields, b, t, n) in EBMM_STRINGS.items():
+    for (size, (fields, b, t, n)), compiled in itertools.product(EBMM_STRINGS.items(), (False, True)):
 
-        def make(fields=fields, b=b, t=t, n=n):
+        def make(fields=fields, b=b, t=t, n=n, compiled=compiled):
             gen = torch.Generator().manual_seed(0)
-            return build_memory("ebmm-strings", (128,), **fields), _strings(b, t, n, gen), {"clip": 1.0}
+            memory = build_memory("ebmm-strings", (128,), **fields, compile=compiled)
+            return memory, _strings(b, t, n, gen), {"clip": 1.0}
 
         out.append(
             Case(
                 "ebmm-strings",
                 size,
-                f"hidden {fields['hidden_size']}, write {fields['write_steps']}, read {fields['read_steps']}, N {n}",
+                f"hidden {fields['hidden_size']}, write {fields['write_steps']}, read {fields['read_steps']}, N {n}"
+                + (", torch.compile" if compiled else ""),
                 make,
                 loop=True,
                 episodes=b,
                 length=t,
+                compiled=compiled,
             )
         )
     for size, (fields, b, t) in EBMM_CONV.items():
@@ -398,7 +406,7 @@ def child_ms_per_step(family: str, size: str, keep: str, threads: str, warmup: s
     if keep == "True":
         keep_freed_memory()
     torch.manual_seed(0)
-    (case,) = [c for c in cases() if (c.family, c.size) == (family, size)]
+    (case,) = [c for c in cases() if (c.family, c.size, c.compiled) == (family, size, False)]
     step = make_step(*case.make())
     for _ in range(int(warmup) + 1):
         step()
@@ -438,7 +446,9 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     model, batch, settings = case.make()
     step = make_step(model, batch, settings)
-    step()  # first call (lazy init, allocator)
+    start = time.perf_counter()
+    step()  # first call (lazy init, allocator; the compilation of a compiled case)
+    first_step = time.perf_counter() - start
     flops = count_flops(step)
     peak_before = matmul_seconds(budget["peak_repeats"])
     fast, plain = timed_pair(
@@ -463,6 +473,8 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
         "batched_vs_loop": None,
         "plain_batched_vs_loop": None,
         "conv_backward_gflop": flops["conv_backward_flops"] / 1e9,
+        "compiled": case.compiled,
+        "first_step_s": first_step,
         "threads": torch.get_num_threads(),
         "describe": case.describe,
     }
@@ -481,13 +493,18 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
         row["plain_batched_vs_loop"] = plain_speed["batched_vs_loop"]
         row["loop"]["plain"] = plain_speed
     row.update(default_malloc_ms=None, kept_memory_ms=None, allocator_speedup=None)
-    if budget["allocator_rounds"]:
+    if budget["allocator_rounds"] and not case.compiled:  # a child would compile anew
         threads = torch.get_num_threads()
         rounds, steps = budget["allocator_rounds"], budget["allocator_steps"]
         row.update(allocator_pair(case, threads, budget["warmup"], steps, rounds))
     row["total_speedup"] = row["speedup_vs_plain"] * (row["allocator_speedup"] or 1.0)
     row["target_met"] = row["fraction_of_peak"] >= TARGET_FRACTION or row["total_speedup"] >= TARGET_SPEEDUP
     return row
+
+
+def label(row: dict[str, Any]) -> str:
+    """A row's name in figures and notes: family (size[, compiled])."""
+    return f"{row['family']} ({row['size']}{', compiled' if row.get('compiled') else ''})"
 
 
 def run_cases(ctx_budget: dict[str, Any], selected: list[Case], progress: Callable[[str], None] | None = None):
@@ -500,11 +517,13 @@ def run_cases(ctx_budget: dict[str, Any], selected: list[Case], progress: Callab
         for case in selected:
             start = time.perf_counter()
             loop = case.size in ctx_budget["loops"].get(case.family, [])
+            # a compiled loop compiles twice more (B = 16 at T = 32, and B = 1): not in the quick preset
+            loop = loop and (not case.compiled or ctx_budget["compiled_loops"])
             rows.append(measure(case, ctx_budget, loop))
             rows[-1]["case_seconds"] = time.perf_counter() - start
             if progress is not None:
                 progress(
-                    f"{case.family} ({case.size}): {rows[-1]['ms_per_step']:.0f} ms/step, "
+                    f"{label(rows[-1])}: {rows[-1]['ms_per_step']:.0f} ms/step, "
                     f"{100 * rows[-1]['fraction_of_peak']:.1f}% of peak"
                 )
     finally:
@@ -515,9 +534,11 @@ def run_cases(ctx_budget: dict[str, Any], selected: list[Case], progress: Callab
 COLUMNS = [
     "family",
     "size",
+    "compiled",
     "B",
     "T",
     "ms_per_step",
+    "first_step_s",
     "gflop_per_step",
     "gflop_per_s",
     "peak_gflop_per_s",
@@ -548,7 +569,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
     rows = run_cases(budget, selected, progress)
     from engramlab.viz import plot_bars
 
-    labels = [f"{r['family']} ({r['size']})" for r in rows]
+    labels = [label(r) for r in rows]
     plot_bars(
         labels,
         [r["fraction_of_peak"] for r in rows],
@@ -558,7 +579,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
         reference=(TARGET_FRACTION, f"target {TARGET_FRACTION:.0%}"),
         title="throughput: training steps",
     )
-    loops = {f"{r['family']} ({r['size']})": r["loop"] for r in rows if r.get("loop")}
+    loops = {label(r): r["loop"] for r in rows if r.get("loop")}
     notes = [
         f"Threads: {rows[0]['threads'] if rows else '–'} (set by the suite; cpu_count {os.cpu_count()}). "
         "A step = loss + backward + clipping + optimiser update on random data of the benchmark's shapes.",
@@ -576,6 +597,10 @@ def throughput(ctx: BenchContext) -> BenchResult:
         f"timing at least {budget['allocator_steps']} steps and {CHILD_SECONDS:g} s after warm-up; medians); "
         f"this process: kept memory {'on' if kept else 'off'}. "
         "total_speedup = speedup_vs_plain × allocator_speedup.",
+        "compiled rows: the same case with memory.compile = true (EBMM: write, read and loss as one torch.compile'd "
+        "function, memories/ebmm/compiled.py); first_step_s holds its compilation (every row's first_step_s is its "
+        "first, untimed step); its plain step runs without compilation; no allocator pairs (each child process "
+        "would compile anew), so total_speedup = speedup_vs_plain.",
         f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or total_speedup ≥ {TARGET_SPEEDUP} (issue 15).",
     ]
     if skipped:
@@ -590,7 +615,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
             "loop_episodes": LOOP_EPISODES,
             "matmul_ops": list(MATMUL_OPS),
         },  # fmt: skip
-        extra={"loops": loops, "describe": {f"{r['family']} ({r['size']})": r["describe"] for r in rows}},
+        extra={"loops": loops, "describe": {label(r): r["describe"] for r in rows}},
         notes=notes,
         title=f"throughput ({ctx.preset} preset): training steps vs a fp32 matmul peak",
     )

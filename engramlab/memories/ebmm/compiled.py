@@ -1,0 +1,142 @@
+"""EBMM's meta-training loss as one ``torch.compile``'d function (issue 15), behind ``EBMMConfig.compile``.
+
+The plain meta-step (``EBMM.loss``) writes with ``torch.autograd.grad(create_graph=True)`` and reads with it
+again, so its backward is a third-order pass of thousands of small elementwise kernels, each dispatched from
+Python (~70% of an ebmm-strings step). ``torch.compile`` cannot trace ``torch.autograd.grad``; it can trace
+``torch.func.grad``. Here the same write (the ``gradient`` or ``maml`` rule on the writing loss of eq. 3) and the
+same projected Nesterov read (App. A) are written with ``torch.func.grad``, so the whole step — write, read,
+step-wise loss — is one forward graph that inductor fuses, and the meta-gradient is one ordinary backward of it.
+
+Same math as ``EBMM.loss`` (tests/memories/test_ebmm_compiled.py checks the loss and every meta-gradient against
+the plain path). What the compiled step does not do, by design:
+
+- the plain path's per-step finiteness checks (a data-dependent branch would cut the graph): a non-finite
+  energy or gradient shows up as a non-finite loss, which the Trainer reports with its step;
+- eval mode, reads and writes outside ``loss``, ``first_order=True`` and the ``mplp`` rule: these stay eager
+  (``supported`` says why).
+
+The first call compiles (measured on this 2-core CPU: ~100 s for the ebmm-strings quick size, see
+``engram bench throughput``), so it pays only for runs of thousands of steps: off by default. A failure to
+compile (no C++ compiler, an unsupported backend) falls back to the plain path with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.func import grad
+
+from engramlab.rules.gradient import GradientRule
+from engramlab.rules.maml import MAMLRule
+
+if TYPE_CHECKING:
+    from engramlab.memories.ebmm.memory import EBMM
+
+log = logging.getLogger(__name__)
+
+FastParams = dict[str, Tensor]
+
+
+def supported(memory: EBMM) -> str | None:
+    """None if ``memory``'s training loss can be compiled, else the reason it cannot."""
+    cfg = memory.config
+    if not isinstance(memory.rule, (GradientRule, MAMLRule)):
+        return f"write rule '{cfg.write_rule}' (only 'gradient' and 'maml' have a compiled form)"
+    if cfg.first_order:
+        return "first_order=True"
+    if cfg.read != "gradient":
+        return f"read '{cfg.read}' (only the Nesterov read has a compiled form)"
+    return None
+
+
+def _terms(memory: EBMM, fast: FastParams, anchor: FastParams, patterns: Tensor) -> Tensor:
+    """Per-episode writing-loss terms (B, 3), as ``write.writing_terms`` (eq. 3), with ``torch.func.grad``."""
+    cfg = memory.config
+
+    def total(x: Tensor) -> tuple[Tensor, Tensor]:
+        e = memory.energy_net(x, fast)
+        return e.sum(), e
+
+    grad_x, e = grad(total, has_aux=True)(patterns)  # ∇ₓE per pattern (energies independent)
+    grad_term = grad_x.pow(2).flatten(2).sum(-1)
+    prior = sum((fast[n] - anchor[n]).pow(2).flatten(1).sum(1) for n in fast)
+    if cfg.write_reduction == "sum":
+        return torch.stack([e.sum(1), cfg.alpha * grad_term.sum(1), cfg.beta * prior], 1)
+    return torch.stack([e.mean(1), cfg.alpha * grad_term.mean(1), cfg.beta * prior], 1)
+
+
+def _write(memory: EBMM, anchor: FastParams, patterns: Tensor) -> FastParams:
+    """The rule's ``write_steps`` steps from θ̄ (``GradientRule.forward`` / ``MAMLRule.forward``, training mode)."""
+    rule = memory.rule
+    fast = dict(anchor)
+    for _ in range(rule.steps):
+        if isinstance(rule, GradientRule):  # θ_l ← θ_l − ∇_{θ_l} Σ_j softplus(ρ_{l,j}) L_j (App. C)
+            rates = rule.rates()
+            new = dict(fast)
+            for layer in range(len(rule.layers)):
+                weighted = grad(lambda f, r=rates[layer]: (_terms(memory, f, anchor, patterns) * r).sum())(fast)
+                for n in fast:
+                    if rule.layer_of[n] == layer:
+                        new[n] = fast[n] - weighted[n]
+            fast = new
+        else:  # MAML: θ ← θ − λ ∇_θ Σ_j L_j
+            g = grad(lambda f: _terms(memory, f, anchor, patterns).sum())(fast)
+            fast = {n: fast[n] - rule.lr * g[n] for n in fast}
+    return fast
+
+
+def _read(memory: EBMM, fast: FastParams, query: Tensor) -> list[Tensor]:
+    """The K iterates of projected Nesterov descent (``NesterovRead.forward`` with ``create_graph=True``)."""
+    gamma, psi = memory.reader.schedule()
+    low, high = memory.value_range
+
+    def total(x: Tensor) -> Tensor:
+        return memory.energy_net(x, fast).sum()
+
+    x, v = query, torch.zeros_like(query)
+    iterates = []
+    for k in range(memory.reader.steps):
+        x_hat = (x + psi[k] * v).clamp(low, high)
+        v = psi[k] * v - gamma[k].reshape(()) * grad(total)(x_hat)
+        x = (x + v).clamp(low, high)  # projection onto the data range (A.1)
+        iterates.append(x)
+    return iterates
+
+
+def meta_loss(memory: EBMM, patterns: Tensor, queries: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, sq_err, hamming) of ``EBMM.loss`` in training mode, written for ``torch.compile``."""
+    anchor = memory.energy_net.initial_fast(patterns.shape[0])
+    iterates = _read(memory, _write(memory, anchor, patterns), queries)
+    used = iterates if memory.config.loss_steps == "all" else iterates[-1:]
+    loss = sum(memory.reconstruction_loss(x, targets) for x in used)
+    final = iterates[-1].detach()
+    mid = sum(memory.value_range) / 2
+    sq_err = (final - targets).pow(2).flatten(2).sum(-1).mean()
+    hamming = ((final > mid) != (targets > mid)).float().mean()
+    return loss, sq_err, hamming
+
+
+_compiled: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None
+_failed = False
+
+
+def compiled_meta_loss(memory: EBMM, patterns: Tensor, queries: Tensor, targets: Tensor):
+    """``meta_loss`` through ``torch.compile`` (dynamic shapes: one compilation serves every episode count and
+    length; the memory is an argument, so a copy of it is guarded against, not silently read through the original):
+    (loss, sq_err, hamming), or None once compilation has failed in this process (the caller then runs the plain
+    loss; one warning)."""
+    global _compiled, _failed
+    if _failed:
+        return None
+    if _compiled is None:
+        _compiled = torch.compile(meta_loss, dynamic=True)
+    try:
+        return _compiled(memory, patterns, queries, targets)
+    except Exception as err:  # torch.compile fails in many types (backend, C++ toolchain, tracing)
+        _failed = True
+        log.warning("EBMM: torch.compile failed (%s: %s); training on the plain path", type(err).__name__, err)
+        return None
