@@ -60,10 +60,12 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::co
 # Paper sizes whose step is short enough for the quick preset (measured on one thread of the shared CPU).
 PAPER_IN_QUICK = ("modern-hopfield-learned",)
 # quick: at least 8 alternated fast/plain pairs per case (with 3 the fast/plain ratio of a 60 ms step moved by ±20%)
-# allocator_rounds: fresh-process pairs (default malloc, kept memory) per case; allocator_steps: timed steps in each
+# allocator_rounds: fresh-process pairs (default malloc, kept memory) per case (1 in quick, to leave room for the
+# compiled EBMM row's ~3-minute compilation); allocator_steps: timed steps in each
 CHILD_SECONDS = 2.0  # and at least this long
+MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_timed pairs (but 3) once 3 × seconds_per_case have passed
 QUICK = {"threads": 1, "warmup": 2, "min_timed": 8, "max_timed": 20, "seconds_per_case": 6.0, "peak_repeats": 4,
-         "allocator_rounds": 2, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
+         "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
          "loops": {"ebmm-strings": ["quick"]}, "compiled_loops": False}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
@@ -346,7 +348,9 @@ def _prod(values: Any) -> int:
 def timed_pair(
     step: Callable[[], Any], warmup: int, min_timed: int, max_timed: int, seconds: float
 ) -> tuple[list[float], list[float]]:
-    """Step times with the fast paths on and off, alternated step by step after warm-up."""
+    """Step times with the fast paths on and off, alternated step by step after warm-up: at least ``min_timed``
+    pairs and ``seconds``, at most ``max_timed`` pairs; a step of seconds (MPLP) stops at ``MIN_PAIRS`` pairs once
+    ``LONG_CASE`` × ``seconds`` have passed."""
     for _ in range(warmup):
         step()
         with fast_paths(False):
@@ -354,7 +358,10 @@ def timed_pair(
     fast_times: list[float] = []
     plain_times: list[float] = []
     start = time.perf_counter()
-    while len(fast_times) < max_timed and (len(fast_times) < min_timed or time.perf_counter() - start < seconds):
+    while len(fast_times) < max_timed:
+        elapsed, done = time.perf_counter() - start, len(fast_times)
+        if (done >= min_timed and elapsed >= seconds) or (done >= MIN_PAIRS and elapsed >= LONG_CASE * seconds):
+            break
         t0 = time.perf_counter()
         step()
         fast_times.append(time.perf_counter() - t0)
@@ -559,7 +566,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
     kept = keep_freed_memory()  # as the engram command does; measured against glibc's defaults per row
     every = cases()
     selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
-    skipped = [f"{c.family} ({c.size})" for c in every if c not in selected]
+    skipped = [label({"family": c.family, "size": c.size, "compiled": c.compiled}) for c in every if c not in selected]
 
     def progress(line: str) -> None:
         log.info("throughput: %s", line)
