@@ -15,8 +15,11 @@ the plain path). What the compiled step does not do, by design:
 - eval mode, reads and writes outside ``loss``, ``first_order=True`` and the ``mplp`` rule: these stay eager
   (``supported`` says why).
 
-The first call compiles (measured on this 2-core CPU: ~100 s for the ebmm-strings quick size, see
-``engram bench throughput``), so it pays only for runs of thousands of steps: off by default. A failure to
+The first call compiles (measured on this 2-core CPU with a fresh inductor cache: 150-200 s for the ebmm-strings
+quick sizes, ~15 minutes for ebmm-conv's), so it pays only for runs of thousands of steps: off by default. One
+compilation (dynamic shapes) serves episode counts and lengths that change, with exceptions where torch specialises:
+a size of 1, sizes equal to each other at the first call that later differ, and small products (B·T ≤ 32 at the
+first call in the tests). A failure to
 compile (no C++ compiler, an unsupported backend) falls back to the plain path with one warning.
 """
 
@@ -125,8 +128,8 @@ _failed = False
 
 
 def compiled_meta_loss(memory: EBMM, patterns: Tensor, queries: Tensor, targets: Tensor):
-    """``meta_loss`` through ``torch.compile`` (dynamic shapes: one compilation serves every episode count and
-    length; the memory is an argument, so a copy of it is guarded against, not silently read through the original):
+    """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument,
+    so a copy of it is guarded against, not silently read through the original):
     (loss, sq_err, hamming), or None once compilation has failed in this process (the caller then runs the plain
     loss; one warning)."""
     global _compiled, _failed
