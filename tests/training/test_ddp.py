@@ -110,17 +110,57 @@ checkpoint_every = 2
 """
 
 
-def test_engram_train_under_torchrun_writes_one_run_from_rank_0(tmp_path):
-    preset = tmp_path / "tiny.toml"
-    preset.write_text(PRESET)
+def _torchrun_train(tmp_path: Path, preset_text: str, timeout: float) -> tuple[subprocess.CompletedProcess, Path]:
+    """``engram train`` of a TOML preset on two gloo ranks; (the finished process, the run directory)."""
+    preset = tmp_path / "preset.toml"
+    preset.write_text(preset_text)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "engramlab.cli", "train", str(preset), "--out", str(out), "--device", "cpu", "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, out
+
+
+def test_engram_train_under_torchrun_writes_one_run_from_rank_0(tmp_path):
+    proc, out = _torchrun_train(tmp_path, PRESET, timeout=300)
     assert proc.stdout.count("trained to step 4") == 2  # each rank's CLI reports; rank 0 alone wrote
     with open(out / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
     assert sorted(p.name for p in out.iterdir()) == ["best", "log.csv", "step-00000002", "step-00000004"]
     meta = (out / "step-00000004" / "meta.json").read_text()
     assert '"world_size": 2' in meta
+
+
+COMPILED_EBMM = """
+seed = 0
+[memory]
+name = "ebmm-strings"
+hidden_size = 16
+hops = 2
+write_steps = 1
+read_steps = 2
+compile = true
+[data]
+dataset = "binary_strings"
+string_dim = 16
+episode_length = 6
+batch_size = 4
+queries_per_episode = 4
+corruption = "flip:p=0.1"
+[train]
+steps = 2
+eval_every = 0
+checkpoint_every = 2
+"""
+
+
+def test_compiled_ebmm_trains_under_torchrun(tmp_path):
+    """EBMM's compiled step (memory.compile) inside DDP's forward on two gloo ranks: both compile, neither falls
+    back to the plain step, rank 0 writes the run."""
+    proc, out = _torchrun_train(tmp_path, COMPILED_EBMM, timeout=1200)
+    assert proc.stdout.count("trained to step 2") == 2
+    assert "torch.compile failed" not in proc.stderr and "plain path" not in proc.stderr
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["loss"]) > 0 for r in rows)

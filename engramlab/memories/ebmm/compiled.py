@@ -27,24 +27,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.func import grad
 
+from engramlab.memories.base import Memory
 from engramlab.rules.gradient import GradientRule
 from engramlab.rules.maml import MAMLRule
 
-if TYPE_CHECKING:
-    from engramlab.memories.ebmm.memory import EBMM
-
 log = logging.getLogger(__name__)
+
+# ``memory`` below is an EBMM (``memories/ebmm/memory.py``, which imports this module): its ``config``, ``rule``,
+# ``energy_net``, ``reader`` and ``reconstruction_loss`` are used.
 
 FastParams = dict[str, Tensor]
 
 
-def supported(memory: EBMM) -> str | None:
+def supported(memory: Memory) -> str | None:
     """None if ``memory``'s training loss can be compiled, else the reason it cannot."""
     cfg = memory.config
     if not isinstance(memory.rule, (GradientRule, MAMLRule)):
@@ -56,7 +56,7 @@ def supported(memory: EBMM) -> str | None:
     return None
 
 
-def _terms(memory: EBMM, fast: FastParams, anchor: FastParams, patterns: Tensor) -> Tensor:
+def _terms(memory: Memory, fast: FastParams, anchor: FastParams, patterns: Tensor) -> Tensor:
     """Per-episode writing-loss terms (B, 3), as ``write.writing_terms`` (eq. 3), with ``torch.func.grad``."""
     cfg = memory.config
 
@@ -72,7 +72,7 @@ def _terms(memory: EBMM, fast: FastParams, anchor: FastParams, patterns: Tensor)
     return torch.stack([e.mean(1), cfg.alpha * grad_term.mean(1), cfg.beta * prior], 1)
 
 
-def _write(memory: EBMM, anchor: FastParams, patterns: Tensor) -> FastParams:
+def _write(memory: Memory, anchor: FastParams, patterns: Tensor) -> FastParams:
     """The rule's ``write_steps`` steps from θ̄ (``GradientRule.forward`` / ``MAMLRule.forward``, training mode)."""
     rule = memory.rule
     fast = dict(anchor)
@@ -92,7 +92,7 @@ def _write(memory: EBMM, anchor: FastParams, patterns: Tensor) -> FastParams:
     return fast
 
 
-def _read(memory: EBMM, fast: FastParams, query: Tensor) -> list[Tensor]:
+def _read(memory: Memory, fast: FastParams, query: Tensor) -> list[Tensor]:
     """The K iterates of projected Nesterov descent (``NesterovRead.forward`` with ``create_graph=True``)."""
     gamma, psi = memory.reader.schedule()
     low, high = memory.value_range
@@ -110,7 +110,7 @@ def _read(memory: EBMM, fast: FastParams, query: Tensor) -> list[Tensor]:
     return iterates
 
 
-def meta_loss(memory: EBMM, patterns: Tensor, queries: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, sq_err, hamming) of ``EBMM.loss`` in training mode, written for ``torch.compile``."""
     anchor = memory.energy_net.initial_fast(patterns.shape[0])
     iterates = _read(memory, _write(memory, anchor, patterns), queries)
@@ -127,7 +127,7 @@ _compiled: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None
 _failed = False
 
 
-def compiled_meta_loss(memory: EBMM, patterns: Tensor, queries: Tensor, targets: Tensor):
+def compiled_meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor):
     """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument,
     so a copy of it is guarded against, not silently read through the original):
     (loss, sq_err, hamming), or None once compilation has failed in this process (the caller then runs the plain
