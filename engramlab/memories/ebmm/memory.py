@@ -72,8 +72,8 @@ class EBMMConfig(MemoryConfig):
             network's lr these travel one unit of softplus⁻¹ in ~1/lr updates; > 1 lets them keep up.
         compile: train through one ``torch.compile``'d function of write, read and loss
             (``memories/ebmm/compiled.py``, issue 15): the same math; on this 2-core CPU 1.8× faster training
-            steps (ebmm-strings-quick, 70 vs 127 ms) after a one-off compilation of 150-200 s, so it pays from
-            ~3,000 steps on: off by default. Training mode with the ``gradient`` or ``maml`` rule (second order) and
+            steps (ebmm-strings-quick, 70 vs 127 ms) after a compilation of 150-200 s the first time (~8 s
+            from torch's on-disk cache on later runs of the same settings), so off by default. Training mode with the ``gradient`` or ``maml`` rule (second order) and
             the Nesterov read only; everything else stays on the plain path, which is also the fall-back.
         memory_bias_init: initial value of the biases of the writable ``memory`` layers (θ̄'s bias).
             App. D gives He initialisation for the weights only; 0 is the usual bias init. A nonzero
