@@ -16,11 +16,11 @@ the plain path). What the compiled step does not do, by design:
   (``supported`` says why).
 
 The first call compiles (measured on this 2-core CPU with a fresh inductor cache: 150-200 s for the ebmm-strings
-quick sizes, ~15 minutes for ebmm-conv's), so it pays only for runs of thousands of steps: off by default. One
-compilation (dynamic shapes) serves episode counts and lengths that change, with exceptions where torch specialises:
-a size of 1, sizes equal to each other at the first call that later differ, and small products (B·T ≤ 32 at the
-first call in the tests). A failure to
-compile (no C++ compiler, an unsupported backend) falls back to the plain path with one warning.
+quick sizes, ~15 minutes for ebmm-conv's; a rerun of the same settings loads it from torch's on-disk cache in ~8 s),
+so it pays only for runs of thousands of steps: off by default. One compilation (dynamic shapes) serves episode
+counts and lengths that change, with exceptions where torch specialises: a size of 1, sizes equal to each other at
+the first call that later differ, and small products (B·T ≤ 32 at the first call in the tests). A failure to compile
+(no C++ compiler, an unsupported backend) falls back to the plain path with one warning.
 """
 
 from __future__ import annotations
@@ -110,27 +110,23 @@ def _read(memory: Memory, fast: FastParams, query: Tensor) -> list[Tensor]:
     return iterates
 
 
-def meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(loss, sq_err, hamming) of ``EBMM.loss`` in training mode, written for ``torch.compile``."""
+def meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """(loss, logs) of ``EBMM.loss`` in training mode, written for ``torch.compile``."""
     anchor = memory.energy_net.initial_fast(patterns.shape[0])
     iterates = _read(memory, _write(memory, anchor, patterns), queries)
     used = iterates if memory.config.loss_steps == "all" else iterates[-1:]
     loss = sum(memory.reconstruction_loss(x, targets) for x in used)
-    final = iterates[-1].detach()
-    mid = sum(memory.value_range) / 2
-    sq_err = (final - targets).pow(2).flatten(2).sum(-1).mean()
-    hamming = ((final > mid) != (targets > mid)).float().mean()
-    return loss, sq_err, hamming
+    return loss, memory.read_logs(iterates[-1], targets)
 
 
-_compiled: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None
+_compiled: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None
 _failed = False
 
 
 def compiled_meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor):
     """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument,
     so a copy of it is guarded against, not silently read through the original):
-    (loss, sq_err, hamming), or None once compilation has failed in this process (the caller then runs the plain
+    (loss, logs), or None once compilation has failed in this process (the caller then runs the plain
     loss; one warning)."""
     global _compiled, _failed
     if _failed:

@@ -73,8 +73,9 @@ class EBMMConfig(MemoryConfig):
         compile: train through one ``torch.compile``'d function of write, read and loss
             (``memories/ebmm/compiled.py``, issue 15): the same math; on this 2-core CPU 1.8× faster training
             steps (ebmm-strings-quick, 70 vs 127 ms) after a compilation of 150-200 s the first time (~8 s
-            from torch's on-disk cache on later runs of the same settings), so off by default. Training mode with the ``gradient`` or ``maml`` rule (second order) and
-            the Nesterov read only; everything else stays on the plain path, which is also the fall-back.
+            from torch's on-disk cache on later runs of the same settings), so off by default. Training mode
+            with the ``gradient`` or ``maml`` rule (second order) and the Nesterov read only; everything else
+            stays on the plain path, which is also the fall-back.
         memory_bias_init: initial value of the biases of the writable ``memory`` layers (θ̄'s bias).
             App. D gives He initialisation for the weights only; 0 is the usual bias init. A nonzero
             value puts tanh'(b + Wx) off its even point, so ∂E/∂(memory output) depends on the sign
@@ -276,14 +277,15 @@ class EBMM(Memory):
         iterates = self.read_iterates(batch.queries, state)
         used = iterates if self.config.loss_steps == "all" else iterates[-1:]
         loss = sum(self.reconstruction_loss(x, batch.targets) for x in used)
-        with torch.no_grad():
-            final = iterates[-1].detach()
-            mid = sum(self.value_range) / 2
-            logs = {
-                "sq_err": (final - batch.targets).pow(2).flatten(2).sum(-1).mean(),
-                "hamming": ((final > mid) != (batch.targets > mid)).float().mean(),  # bits wrong after binarising
-            }
-        return loss, logs
+        return loss, self.read_logs(iterates[-1], batch.targets)
+
+    def read_logs(self, final: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Detached logs of the last read iterate: squared error, and the fraction of bits wrong after binarising."""
+        final, mid = final.detach(), sum(self.value_range) / 2
+        return {
+            "sq_err": (final - targets).pow(2).flatten(2).sum(-1).mean(),
+            "hamming": ((final > mid) != (targets > mid)).float().mean(),
+        }
 
     def _compiled_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, Tensor]] | None:
         """``loss`` through the compiled step (``compiled.py``); None where it does not apply (the caller then
@@ -300,11 +302,7 @@ class EBMM(Memory):
         if batch.queries.shape[0] != batch.patterns.shape[0]:
             raise BadInput(f"query has {batch.queries.shape[0]} episodes but the written state has "
                            f"{batch.patterns.shape[0]}")  # fmt: skip
-        out = compiled.compiled_meta_loss(self, batch.patterns, batch.queries, batch.targets)
-        if out is None:
-            return None
-        loss, sq_err, hamming = out
-        return loss, {"sq_err": sq_err.detach(), "hamming": hamming.detach()}
+        return compiled.compiled_meta_loss(self, batch.patterns, batch.queries, batch.targets)
 
 
 @register("ebmm-strings")
