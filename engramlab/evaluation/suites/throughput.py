@@ -17,9 +17,9 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
   against the code before issue 15;
 - ``batched_vs_loop``: for the batched gradient write (EBMM), a batched meta-step over B = 16 episodes vs a
   Python loop over the same 16 episodes one at a time (loss + backward, alternated, medians);
-- ``compiled`` rows: EBMM strings again with ``memory.compile = true`` (write, read and loss as one
-  ``torch.compile``'d function, ``memories/ebmm/compiled.py``); ``first_step_s`` (every row's first, untimed step)
-  holds its compilation;
+- ``compiled`` rows: EBMM again with ``memory.compile = true`` (write, read and loss as one ``torch.compile``'d
+  function, ``memories/ebmm/compiled.py``): strings in every preset, conv (a compilation of ~15 minutes on this
+  CPU) in cpu and full; ``first_step_s`` (every row's first, untimed step) holds the compilation;
 - ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``total_speedup`` ≥ 3 (issue 15's per-family target).
 
 Threads: the quick preset pins one thread (2 shared cores: one thread gives repeatable ratios); cpu and full
@@ -66,12 +66,14 @@ CHILD_SECONDS = 2.0  # and at least this long
 MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_timed pairs (but 3) once 3 × seconds_per_case have passed
 QUICK = {"threads": 1, "warmup": 2, "min_timed": 8, "max_timed": 20, "seconds_per_case": 6.0, "peak_repeats": 4,
          "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
-         "loops": {"ebmm-strings": ["quick"]}, "compiled_loops": False}  # fmt: skip
+         "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings",), "compiled_loops": False}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
-       "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True}  # fmt: skip
+       "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True,
+       "compiled": ("ebmm-strings", "ebmm-conv")}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_timed": 5, "max_timed": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
         "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
+        "compiled": ("ebmm-strings", "ebmm-conv"),
         "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
 
 
@@ -160,22 +162,25 @@ def cases() -> list[Case]:
                 compiled=compiled,
             )
         )
-    for size, (fields, b, t) in EBMM_CONV.items():
+    for (size, (fields, b, t)), compiled in itertools.product(EBMM_CONV.items(), (False, True)):
 
-        def make(fields=fields, b=b, t=t):
+        def make(fields=fields, b=b, t=t, compiled=compiled):
             gen = torch.Generator().manual_seed(0)
-            return build_memory("ebmm-conv", (1, 32, 32), **fields), _images(b, t, (1, 32, 32), gen, False, True), {}
+            memory = build_memory("ebmm-conv", (1, 32, 32), **fields, compile=compiled)
+            return memory, _images(b, t, (1, 32, 32), gen, False, True), {}
 
         out.append(
             Case(
                 "ebmm-conv",
                 size,
                 f"32×32, channels {fields['channels']}, hidden {fields['hidden_size']}, "
-                f"dynamic {fields['dynamic_size']}, write {fields['write_steps']}, read {fields['read_steps']}",
+                f"dynamic {fields['dynamic_size']}, write {fields['write_steps']}, read {fields['read_steps']}"
+                + (", torch.compile" if compiled else ""),
                 make,
                 loop=True,
                 episodes=b,
                 length=t,
+                compiled=compiled,
             )
         )
     for name in ("vbm-gauss", "vbm-cat"):
@@ -566,6 +571,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
     kept = keep_freed_memory()  # as the engram command does; measured against glibc's defaults per row
     every = cases()
     selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
+    selected = [c for c in selected if not c.compiled or c.family in budget["compiled"]]
     skipped = [label({"family": c.family, "size": c.size, "compiled": c.compiled}) for c in every if c not in selected]
 
     def progress(line: str) -> None:
@@ -611,7 +617,10 @@ def throughput(ctx: BenchContext) -> BenchResult:
         f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or total_speedup ≥ {TARGET_SPEEDUP} (issue 15).",
     ]
     if skipped:
-        notes.append(f"Not in this preset (a step takes too long on one shared CPU thread): {', '.join(skipped)}.")
+        notes.append(
+            "Not in this preset (a step, or a compiled row's compilation, takes too long on one shared CPU thread): "
+            f"{', '.join(skipped)}."
+        )
     return BenchResult(
         rows=rows,
         columns=COLUMNS,
