@@ -118,7 +118,8 @@ def test_compiled_step_checks_its_input_before_the_graph(monkeypatch):
 @pytest.mark.slow
 def test_compiled_step_matches_the_plain_step_and_is_reused_across_shapes():
     """Through torch.compile itself (inductor, dynamic shapes): loss and meta-gradients to 1e-5 in float32, then a
-    batch of another episode count and length without a second compilation."""
+    batch of another episode count and length, and another memory of the same settings, without a second
+    compilation."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     mem = build_memory("ebmm-strings", (16,), **{**TINY, "compile": True})
@@ -127,4 +128,7 @@ def test_compiled_step_matches_the_plain_step_and_is_reused_across_shapes():
     counters = torch._dynamo.utils.counters
     frames = counters["stats"]["unique_graphs"]
     _assert_same(mem, _batch(seed=1, b=5, t=10))  # B·T > 32: a threshold inductor guards on with tiny episodes
+    assert counters["stats"]["unique_graphs"] == frames
+    torch.manual_seed(1)  # another memory of the same settings: the same compilation, its own weights
+    _assert_same(build_memory("ebmm-strings", (16,), **{**TINY, "compile": True}), _batch(b=4, t=12))
     assert counters["stats"]["unique_graphs"] == frames

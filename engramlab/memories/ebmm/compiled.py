@@ -124,8 +124,9 @@ _failed = False
 
 
 def compiled_meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor):
-    """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument,
-    so a copy of it is guarded against, not silently read through the original):
+    """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument
+    whose parameters are graph inputs, so memories of the same settings share one compilation, each with its own
+    weights; other settings compile anew, up to torch's cache limit, after which torch runs this eagerly):
     (loss, logs), or None once compilation has failed in this process (the caller then runs the plain
     loss; one warning)."""
     global _compiled, _failed
