@@ -139,7 +139,7 @@ class EBMM(Memory):
     def __init__(self, config: EBMMConfig, pattern_shape: tuple[int, ...]):
         super().__init__(config, pattern_shape)
         self.energy_net = self.build_energy(config, self.pattern_shape)
-        # normalised feature maps cannot write a blank image (``_check_normalisable``); decided once, not per write
+        # normalised feature maps cannot write a blank image (``_check_episode``); decided once, not per write
         self._compile_warned = False
         self._normalises = any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.energy_net.modules())
         names = self.energy_net.memory_names()
@@ -203,8 +203,7 @@ class EBMM(Memory):
 
     def write(self, episode: Tensor) -> EBMMState:
         """(B, T, *pattern) -> fast weights after ``write_steps`` steps of the rule (eq. 3)."""
-        self.check_patterns(episode, "episode")
-        self._check_normalisable(episode)
+        self._check_episode(episode)
         cfg = self.config
         anchor = self.energy_net.initial_fast(episode.shape[0])
         if not self.training:
@@ -217,12 +216,13 @@ class EBMM(Memory):
             fast = self.rule(dict(anchor), episode, objective)
         return EBMMState(fast=fast)
 
-    def _check_normalisable(self, episode: Tensor) -> None:
-        """The image energies normalise every feature map (GroupNorm over C, H, W). An all-zero image gives
-        constant maps of variance 0: their write gradient (the α‖∇ₓE‖² term differentiated again) grows
-        as (var + eps)^-3/2 per normalisation and overflows, so refuse such an image with its position
-        (NumericalError, the hardening contract's error for a degenerate episode) instead of failing later
-        with an anonymous non-finite gradient."""
+    def _check_episode(self, episode: Tensor) -> None:
+        """``check_patterns``, and: the image energies normalise every feature map (GroupNorm over C, H, W). An
+        all-zero image gives constant maps of variance 0: their write gradient (the α‖∇ₓE‖² term differentiated
+        again) grows as (var + eps)^-3/2 per normalisation and overflows, so refuse such an image with its position
+        (NumericalError, the hardening contract's error for a degenerate episode) instead of failing later with an
+        anonymous non-finite gradient."""
+        self.check_patterns(episode, "episode")
         if not self._normalises:
             return
         blank = episode.flatten(2).abs().amax(-1) == 0  # (B, T)
@@ -236,14 +236,17 @@ class EBMM(Memory):
 
     def read_iterates(self, query: Tensor, state: EBMMState) -> list[Tensor]:
         """All K read iterates, each (B, N, *pattern)."""
-        self.check_patterns(query, "query")
         fast = state.fast
-        batch = next(iter(fast.values())).shape[0]
-        if query.shape[0] != batch:
-            raise BadInput(f"query has {query.shape[0]} episodes but the written state has {batch}")
+        self._check_query(query, next(iter(fast.values())).shape[0])
         low, high = self.value_range
         with torch.enable_grad():
             return self.reader(lambda x: self.energy_net(x, fast), query, low, high, create_graph=self.training)
+
+    def _check_query(self, query: Tensor, episodes: int) -> None:
+        """``check_patterns``, and one query set per written episode."""
+        self.check_patterns(query, "query")
+        if query.shape[0] != episodes:
+            raise BadInput(f"query has {query.shape[0]} episodes but the written state has {episodes}")
 
     def read(self, query: Tensor, state: EBMMState) -> Tensor:
         """(B, N, *pattern) queries -> (B, N, *pattern) reconstructions (the last iterate)."""
@@ -296,12 +299,8 @@ class EBMM(Memory):
                 log.warning("EBMM: memory.compile is set but %s: training on the plain path", reason)
                 self._compile_warned = True
             return None
-        self.check_patterns(batch.patterns, "episode")
-        self._check_normalisable(batch.patterns)
-        self.check_patterns(batch.queries, "query")
-        if batch.queries.shape[0] != batch.patterns.shape[0]:
-            raise BadInput(f"query has {batch.queries.shape[0]} episodes but the written state has "
-                           f"{batch.patterns.shape[0]}")  # fmt: skip
+        self._check_episode(batch.patterns)
+        self._check_query(batch.queries, batch.patterns.shape[0])
         return compiled.compiled_meta_loss(self, batch.patterns, batch.queries, batch.targets)
 
 
