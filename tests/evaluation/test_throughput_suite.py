@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -58,7 +60,7 @@ def test_ebmm_is_also_measured_compiled():
 
 
 def test_run_cases_rows_and_thread_restore():
-    budget = {**tp.QUICK, "min_timed": 2, "max_timed": 2, "seconds_per_case": 0.0, "peak_repeats": 1,
+    budget = {**tp.QUICK, "min_blocks": 2, "max_blocks": 2, "seconds_per_case": 0.0, "peak_repeats": 1,
               "allocator_rounds": 1, "allocator_steps": 1}  # fmt: skip
     selected = [c for c in tp.cases() if c.family == "modern-hopfield-learned" and c.size == "quick"]
     threads = torch.get_num_threads()
@@ -67,13 +69,31 @@ def test_run_cases_rows_and_thread_restore():
     (row,) = rows
     for column in tp.COLUMNS:
         assert column in row
-    assert row["threads"] == 1 and row["timed_steps"] == 2
+    assert row["threads"] == 1 and row["timed_steps"] >= 2 and row["timed_steps"] % 2 == 0  # 2 blocks
     assert row["gflop_per_step"] > 0 and 0 < row["fraction_of_peak"]
     # every family has a fast path (fused Adam): the plain step is timed beside it
     assert row["speedup_vs_plain"] > 0 and row["plain_ms_per_step"] > 0
     # the same step in two fresh processes, glibc's default malloc and keep_freed_memory()
     assert row["default_malloc_ms"] > 0 and row["kept_memory_ms"] > 0
     assert row["total_speedup"] == pytest.approx(row["speedup_vs_plain"] * row["allocator_speedup"])
+
+
+def test_timed_pair_alternates_blocks_of_consecutive_steps(monkeypatch):
+    """Fast and plain steps run in blocks (about BLOCK_SECONDS of consecutive steps), fast first, the same number
+    of each; the counts bound the pairs of blocks."""
+    monkeypatch.setattr(tp, "BLOCK_SECONDS", 0.02)
+    calls = []
+
+    def step():
+        calls.append(tp.fast_paths_enabled())
+        time.sleep(0.004)
+
+    fast, plain = tp.timed_pair(step, warmup=1, min_blocks=3, max_blocks=3, seconds=0.0)
+    timed = calls[3:]  # warm-up: one fast and one plain step, then the step that sizes the blocks
+    block = len(fast) // 3
+    assert 2 <= block <= 8 and len(fast) == len(plain) == 3 * block
+    assert timed == ([True] * block + [False] * block) * 3
+    assert all(t >= 0.004 for t in fast + plain)
 
 
 def _tiny_case(family: str) -> tp.Case:
@@ -94,7 +114,7 @@ def _tiny_case(family: str) -> tp.Case:
 @pytest.mark.slow
 def test_batched_vs_loop_columns_for_both_ebmm_families():
     # allocator_rounds 0: the tiny cases exist in this process only, a child process cannot build them
-    budget = {**tp.QUICK, "min_timed": 1, "max_timed": 1, "seconds_per_case": 0.0, "peak_repeats": 1,
+    budget = {**tp.QUICK, "min_blocks": 1, "max_blocks": 1, "seconds_per_case": 0.0, "peak_repeats": 1,
               "loop_repeats": 1, "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]},
               "allocator_rounds": 0}  # fmt: skip
     rows = tp.run_cases(budget, [_tiny_case("ebmm-strings"), _tiny_case("ebmm-conv")])

@@ -10,7 +10,8 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
 - ``gflop_per_s`` and ``fraction_of_peak``: against a fp32 1024×1024 matmul timed right before and right
   after the step, in the same process, with the same thread count (median of both sets of repeats);
 - ``plain_ms_per_step`` and ``speedup_vs_plain``: the same step with the library's fast paths switched off
-  (``engramlab.nn.fast.fast_paths(False)``, the code before issue 15), timed alternately with the fast step;
+  (``engramlab.nn.fast.fast_paths(False)``, the code before issue 15), timed in blocks of consecutive steps
+  (~0.25 s each) alternating with blocks of the fast step;
 - ``allocator_speedup``: ms per step in fresh processes with glibc's default malloc settings over ms per step in
   fresh processes with ``engramlab.nn.fast.keep_freed_memory()`` (which the ``engram`` command and this suite
   switch on), alternated, medians; ``total_speedup`` = ``speedup_vs_plain`` × ``allocator_speedup``, the step
@@ -59,19 +60,21 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::co
 
 # Paper sizes whose step is short enough for the quick preset (measured on one thread of the shared CPU).
 PAPER_IN_QUICK = ("modern-hopfield-learned",)
-# quick: at least 8 alternated fast/plain pairs per case (with 3 the fast/plain ratio of a 60 ms step moved by ±20%)
+# quick: at least 8 alternated pairs of fast/plain blocks per case (with 3 single-step pairs the fast/plain ratio of a
+# 60 ms step moved by ±20%)
 # allocator_rounds: fresh-process pairs (default malloc, kept memory) per case (1 in quick, to leave room for the
 # compiled EBMM row's ~3-minute compilation); allocator_steps: timed steps in each
 CHILD_SECONDS = 2.0  # and at least this long
-MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_timed pairs (but 3) once 3 × seconds_per_case have passed
-QUICK = {"threads": 1, "warmup": 2, "min_timed": 8, "max_timed": 20, "seconds_per_case": 6.0, "peak_repeats": 4,
+MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_blocks pairs (but 3) once 3 × seconds_per_case have passed
+BLOCK_SECONDS = 0.25  # timed_pair: consecutive steps of one path before switching to the other
+QUICK = {"threads": 1, "warmup": 2, "min_blocks": 8, "max_blocks": 20, "seconds_per_case": 4.0, "peak_repeats": 4,
          "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
          "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings",), "compiled_loops": False}  # fmt: skip
-CPU = {"threads": None, "warmup": 2, "min_timed": 5, "max_timed": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
+CPU = {"threads": None, "warmup": 2, "min_blocks": 5, "max_blocks": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True,
        "compiled": ("ebmm-strings", "ebmm-conv")}  # fmt: skip
-FULL = {"threads": None, "warmup": 3, "min_timed": 5, "max_timed": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
+FULL = {"threads": None, "warmup": 3, "min_blocks": 5, "max_blocks": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
         "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
         "compiled": ("ebmm-strings", "ebmm-conv"),
         "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
@@ -224,17 +227,6 @@ def cases() -> list[Case]:
                     length=cfg["episode_length"],
                 )
             )
-    for size, tasks in MPLP_TASKS.items():
-        out.append(
-            Case(
-                "mplp-mnist",
-                size,
-                f"144-50-10 GRU 7 msg 4, 20 steps × 8 shots, {tasks} task(s)",
-                lambda tasks=tasks: _mplp(tasks),
-                episodes=tasks,
-                length=20,
-            )
-        )
     for size, (fields, b, t, shape) in HOPFIELD.items():
 
         def make(fields=fields, b=b, t=t, shape=shape):
@@ -251,6 +243,19 @@ def cases() -> list[Case]:
                 make,
                 episodes=b,
                 length=t,
+            )
+        )
+    # MPLP last: the ~2 GB heap its step leaves (kept for reuse, ``keep_freed_memory``) slowed the rows measured
+    # after it in the same process (a Hopfield step 1.64 -> 1.72-1.99 ms)
+    for size, tasks in MPLP_TASKS.items():
+        out.append(
+            Case(
+                "mplp-mnist",
+                size,
+                f"144-50-10 GRU 7 msg 4, 20 steps × 8 shots, {tasks} task(s)",
+                lambda tasks=tasks: _mplp(tasks),
+                episodes=tasks,
+                length=20,
             )
         )
     return out
@@ -351,30 +356,37 @@ def _prod(values: Any) -> int:
 
 
 def timed_pair(
-    step: Callable[[], Any], warmup: int, min_timed: int, max_timed: int, seconds: float
+    step: Callable[[], Any], warmup: int, min_blocks: int, max_blocks: int, seconds: float
 ) -> tuple[list[float], list[float]]:
-    """Step times with the fast paths on and off, alternated step by step after warm-up: at least ``min_timed``
-    pairs and ``seconds``, at most ``max_timed`` pairs; a step of seconds (MPLP) stops at ``MIN_PAIRS`` pairs once
-    ``LONG_CASE`` × ``seconds`` have passed."""
+    """Step times with the fast paths on and off after warm-up, in alternating blocks of consecutive steps of
+    about ``BLOCK_SECONDS`` each (at least one step): at least ``min_blocks`` pairs of blocks and ``seconds``, at
+    most ``max_blocks`` pairs; a step of seconds (MPLP) stops at ``MIN_PAIRS`` pairs once ``LONG_CASE`` ×
+    ``seconds`` have passed.
+
+    Blocks, not single steps: a training run's steps follow each other, and a step timed right after the other
+    path's runs on the caches that path left (a 1.3 ms Hopfield step took 1.7 ms that way). Alternating blocks
+    still shares any drift of the machine's speed between the two paths."""
     for _ in range(warmup):
         step()
         with fast_paths(False):
             step()
-    fast_times: list[float] = []
-    plain_times: list[float] = []
-    start = time.perf_counter()
-    while len(fast_times) < max_timed:
-        elapsed, done = time.perf_counter() - start, len(fast_times)
-        if (done >= min_timed and elapsed >= seconds) or (done >= MIN_PAIRS and elapsed >= LONG_CASE * seconds):
+    t0 = time.perf_counter()
+    step()
+    block = max(1, round(BLOCK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    start, blocks = time.perf_counter(), 0
+    while blocks < max_blocks:
+        elapsed = time.perf_counter() - start
+        if (blocks >= min_blocks and elapsed >= seconds) or (blocks >= MIN_PAIRS and elapsed >= LONG_CASE * seconds):
             break
-        t0 = time.perf_counter()
-        step()
-        fast_times.append(time.perf_counter() - t0)
-        with fast_paths(False):
-            t0 = time.perf_counter()
-            step()
-            plain_times.append(time.perf_counter() - t0)
-    return fast_times, plain_times
+        for enabled in (True, False):
+            with fast_paths(enabled):
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    step()
+                    times[enabled].append(time.perf_counter() - t0)
+        blocks += 1
+    return times[True], times[False]
 
 
 def batched_vs_loop(model: nn.Module, batch: EpisodeBatch, repeats: int) -> dict[str, float]:
@@ -464,7 +476,7 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
     flops = count_flops(step)
     peak_before = matmul_seconds(budget["peak_repeats"])
     fast, plain = timed_pair(
-        step, budget["warmup"], budget["min_timed"], budget["max_timed"], budget["seconds_per_case"]
+        step, budget["warmup"], budget["min_blocks"], budget["max_blocks"], budget["seconds_per_case"]
     )
     peak_after = matmul_seconds(budget["peak_repeats"])
     peak = peak_gflops(peak_before + peak_after)
@@ -601,8 +613,9 @@ def throughput(ctx: BenchContext) -> BenchResult:
         "Elementwise work is not counted, so steps bound by it show a low fraction of peak.",
         "peak_gflop_per_s: fp32 1024² matmul, median of repeats timed right before and after the row's steps.",
         "plain_ms_per_step / speedup_vs_plain: the same step with engramlab.nn.fast.fast_paths(False) (the code "
-        "before issue 15: per-tensor Adam loop, EBMM's unfused hops), alternated step by step with the fast path "
-        "(fused Adam / AdamW for every family; EBMM's fused hops) in the same process.",
+        "before issue 15: per-tensor Adam loop, EBMM's unfused hops), timed in blocks of consecutive steps (~"
+        f"{BLOCK_SECONDS:g} s, at least one step) alternating with blocks of the fast path (fused Adam / "
+        "AdamW for every family; EBMM's fused hops) in the same process; ms_per_step: the fast path's steps so timed.",
         f"batched_vs_loop: meta-step (loss + backward) over B = {LOOP_EPISODES} episodes vs a loop over them one "
         "at a time (ebmm-strings at T = 32 as in ebmm-strings' speed; ebmm-conv at its T), medians, alternated.",
         f"allocator_speedup: ms per step in fresh processes with glibc's default malloc over ms per step in fresh "
