@@ -96,6 +96,23 @@ def test_timed_pair_alternates_blocks_of_consecutive_steps(monkeypatch):
     assert all(t >= 0.004 for t in fast + plain)
 
 
+def test_isolated_rows_are_measured_in_a_child_and_resumed_from_the_work_dir(tmp_path):
+    """cpu/full measure each case in a fresh process; every finished row is saved, and --resume keeps it."""
+    assert tp.CPU["isolate"] and tp.FULL["isolate"] and not tp.QUICK["isolate"]
+    budget = {**tp.QUICK, "isolate": True, "min_blocks": 1, "max_blocks": 1, "seconds_per_case": 0.0,
+              "peak_repeats": 1, "allocator_rounds": 0}  # fmt: skip
+    selected = [c for c in tp.cases() if c.family == "modern-hopfield-learned" and c.size == "quick"]
+    (row,) = tp.run_cases(budget, selected, work_dir=tmp_path)
+    assert row["family"] == "modern-hopfield-learned" and row["threads"] == 1 and row["ms_per_step"] > 0
+    assert (tmp_path / "rows.jsonl").read_text().count("\n") == 1
+    lines = []
+    (again,) = tp.run_cases(budget, selected, lines.append, work_dir=tmp_path, resume=True)
+    assert again == row and lines == ["modern-hopfield-learned (quick): kept from the interrupted run (--resume)"]
+    other = {**budget, "min_blocks": 2, "max_blocks": 2}  # another budget: measured anew, not kept
+    (fresh,) = tp.run_cases(other, selected, lines.append, work_dir=tmp_path, resume=True)
+    assert fresh["timed_steps"] >= 2 and len(lines) == 2
+
+
 def _tiny_case(family: str) -> tp.Case:
     from engramlab.memories.base import build_memory
 

@@ -33,6 +33,7 @@ every paper size and the per-episode loops at paper size.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import statistics
@@ -41,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,6 +65,8 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::co
 PAPER_IN_QUICK = ("modern-hopfield-learned",)
 # quick: at least 8 alternated pairs of fast/plain blocks per case (with 3 single-step pairs the fast/plain ratio of a
 # 60 ms step moved by ±20%)
+# isolate: each case measured in a fresh process (cpu, full): in one process, the heap kept from the paper-size
+# EBMM rows (keep_freed_memory) reached 24 GB and the kernel killed the cpu preset at ebmm-conv (paper)
 # allocator_rounds: fresh-process pairs (default malloc, kept memory) per case (1 in quick, to leave room for the
 # compiled EBMM row's ~3-minute compilation); allocator_steps: timed steps in each
 CHILD_SECONDS = 2.0  # and at least this long
@@ -70,15 +74,16 @@ MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_blocks pairs (but 3)
 BLOCK_SECONDS = 0.25  # timed_pair: consecutive steps of one path before switching to the other
 QUICK = {"threads": 1, "warmup": 2, "min_blocks": 8, "max_blocks": 20, "seconds_per_case": 4.0, "peak_repeats": 4,
          "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
-         "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings",), "compiled_loops": False}  # fmt: skip
+         "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings",), "compiled_loops": False,
+         "isolate": False}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_blocks": 5, "max_blocks": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True,
-       "compiled": ("ebmm-strings",)}  # fmt: skip
+       "compiled": ("ebmm-strings",), "isolate": True}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_blocks": 5, "max_blocks": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
         "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
         "compiled": ("ebmm-strings", "ebmm-conv"),
-        "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}}  # fmt: skip
+        "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}, "isolate": True}  # fmt: skip
 
 
 # -- the families' training steps --------------------------------------------------------------------------------
@@ -532,20 +537,76 @@ def label(row: dict[str, Any]) -> str:
     return f"{row['family']} ({row['size']}{', compiled' if row.get('compiled') else ''})"
 
 
-def run_cases(ctx_budget: dict[str, Any], selected: list[Case], progress: Callable[[str], None] | None = None):
-    """Measure ``selected`` cases under ``ctx_budget``; returns the rows (threads set and restored here)."""
+def measure_in_child(case: Case, budget: dict[str, Any], loop: bool, threads: int) -> dict[str, Any]:
+    """``measure`` in a fresh process (the case rebuilt there from ``cases()``): no heap, caches or compiled code
+    left by the rows before it; the row comes back as JSON on the child's last line of output."""
+    spec = {"family": case.family, "size": case.size, "compiled": case.compiled, "loop": loop, "threads": threads}
+    args = [json.dumps(spec), json.dumps(budget)]
+    out = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        why = "killed by the kernel (out of memory?)" if out.returncode in (-9, 137) else out.stderr[-500:]
+        raise RuntimeError(f"throughput: measuring {label(spec)} in a child process failed: {why}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _measure_child(spec_json: str, budget_json: str) -> None:
+    spec, budget = json.loads(spec_json), json.loads(budget_json)
+    torch.set_num_threads(spec["threads"])
+    keep_freed_memory()  # as the engram command (and the parent) does
+    (case,) = [c for c in cases() if (c.family, c.size, c.compiled) == (spec["family"], spec["size"], spec["compiled"])]
+    print(json.dumps(measure(case, budget, spec["loop"])))
+
+
+_MEASURE_CHILD = "import sys; from engramlab.evaluation.suites.throughput import _measure_child as f; f(*sys.argv[1:])"
+
+
+def run_cases(
+    ctx_budget: dict[str, Any],
+    selected: list[Case],
+    progress: Callable[[str], None] | None = None,
+    work_dir: Path | None = None,
+    resume: bool = False,
+):
+    """Measure ``selected`` cases under ``ctx_budget``; returns the rows (threads set and restored here).
+
+    ``isolate`` in the budget measures each case in a fresh process. With ``work_dir`` each finished row is
+    appended to ``work_dir/rows.jsonl``; ``resume`` keeps the rows found there (measured under the same budget)
+    and measures only the others, so a long preset stopped part-way continues where it stopped."""
     threads_before = torch.get_num_threads()
     threads = ctx_budget["threads"] or os.cpu_count() or 1
     torch.set_num_threads(threads)
+    saved = work_dir / "rows.jsonl" if work_dir is not None else None
+    budget_key = json.dumps(ctx_budget, sort_keys=True, default=str)
+    done: dict[str, dict[str, Any]] = {}
+    if saved is not None:
+        if resume and saved.exists():
+            for line in saved.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["budget"] == budget_key:
+                    done[label(entry["row"])] = entry["row"]
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text("".join(json.dumps({"budget": budget_key, "row": r}) + "\n" for r in done.values()))
     rows = []
     try:
         for case in selected:
+            name = label({"family": case.family, "size": case.size, "compiled": case.compiled})
+            if name in done:
+                rows.append(done[name])
+                if progress is not None:
+                    progress(f"{name}: kept from the interrupted run (--resume)")
+                continue
             start = time.perf_counter()
             loop = case.size in ctx_budget["loops"].get(case.family, [])
             # a compiled loop compiles twice more (B = 16 at T = 32, and B = 1): not in the quick preset
             loop = loop and (not case.compiled or ctx_budget["compiled_loops"])
-            rows.append(measure(case, ctx_budget, loop))
+            if ctx_budget.get("isolate"):
+                rows.append(measure_in_child(case, ctx_budget, loop, threads))
+            else:
+                rows.append(measure(case, ctx_budget, loop))
             rows[-1]["case_seconds"] = time.perf_counter() - start
+            if saved is not None:
+                with saved.open("a") as f:
+                    f.write(json.dumps({"budget": budget_key, "row": rows[-1]}) + "\n")
             if progress is not None:
                 progress(
                     f"{label(rows[-1])}: {rows[-1]['ms_per_step']:.0f} ms/step, "
@@ -592,7 +653,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
         if ctx.progress:
             print(f"throughput: {line}", flush=True)
 
-    rows = run_cases(budget, selected, progress)
+    rows = run_cases(budget, selected, progress, ctx.work_dir, ctx.resume)
     from engramlab.viz import plot_bars
 
     labels = [label(r) for r in rows]
