@@ -5,7 +5,6 @@ import logging
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.errors import BadInput
@@ -133,66 +132,3 @@ def test_compiled_step_matches_the_plain_step_and_is_reused_across_shapes():
     torch.manual_seed(1)  # another memory of the same settings: the same compilation, its own weights
     _assert_same(build_memory("ebmm-strings", (16,), **{**TINY, "compile": True}), _batch(b=4, t=12))
     assert counters["stats"]["unique_graphs"] == frames
-
-
-COMPILED_RUN = """
-seed = 0
-[memory]
-name = "ebmm-strings"
-hidden_size = 16
-hops = 2
-write_steps = 1
-read_steps = 2
-compile = true
-[data]
-dataset = "binary_strings"
-string_dim = 16
-episode_length = 6
-batch_size = 4
-queries_per_episode = 4
-corruption = "flip:p=0.1"
-[train]
-steps = 4
-eval_every = 0
-checkpoint_every = 2
-"""
-
-
-class _Killed(Exception):
-    pass
-
-
-@pytest.mark.slow
-def test_compiled_training_resumes_exactly(tmp_path):
-    """A compiled run killed after step 3 (last checkpoint: step 2) and resumed reproduces the uninterrupted compiled
-    run bit for bit: losses and weights (one compilation, in this process, serves the three runs)."""
-    from engramlab.training import Experiment, train
-
-    preset = tmp_path / "compiled.toml"
-    preset.write_text(COMPILED_RUN)
-
-    def run(out, resume=False, kill_after=None):
-        losses = []
-
-        def hook(trainer, step, row):
-            losses.append(row["loss"])
-            if step == kill_after:
-                raise _Killed
-
-        try:
-            train(Experiment.from_preset(str(preset)), out, device="cpu", resume=resume, progress=False, hooks=[hook])
-        except _Killed:
-            pass
-        return losses
-
-    full = run(tmp_path / "full")
-    assert compiled._compiled is not None and not compiled._failed  # trained compiled, not on the plain path
-    first = run(tmp_path / "split", kill_after=3)
-    second = run(tmp_path / "split", resume=True)
-    assert len(full) == 4 and first[:2] + second == full
-    weights = {}
-    for name in ("full", "split"):
-        (step_dir,) = [p for p in (tmp_path / name).iterdir() if p.name == "step-00000004"]
-        weights[name] = load_file(step_dir / "model.safetensors")
-    assert weights["full"].keys() == weights["split"].keys()
-    assert all(torch.equal(weights["full"][k], weights["split"][k]) for k in weights["full"])

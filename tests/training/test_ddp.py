@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelp import ToySource, make_memory
+from trainhelp import COMPILED_EBMM, ToySource, make_memory
 
 from engramlab.training import TrainConfig
 from engramlab.training.loop import build_optimizer
@@ -130,29 +130,6 @@ def test_engram_train_under_torchrun_writes_one_run_from_rank_0(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["best", "log.csv", "step-00000002", "step-00000004"]
     meta = (out / "step-00000004" / "meta.json").read_text()
     assert '"world_size": 2' in meta
-
-
-COMPILED_EBMM = """
-seed = 0
-[memory]
-name = "ebmm-strings"
-hidden_size = 16
-hops = 2
-write_steps = 1
-read_steps = 2
-compile = true
-[data]
-dataset = "binary_strings"
-string_dim = 16
-episode_length = 6
-batch_size = 4
-queries_per_episode = 4
-corruption = "flip:p=0.1"
-[train]
-steps = 2
-eval_every = 0
-checkpoint_every = 2
-"""
 
 
 def test_compiled_ebmm_trains_under_torchrun(tmp_path):

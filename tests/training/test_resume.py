@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelp import ToySource, make_memory
+from safetensors.torch import load_file
+from trainhelp import COMPILED_EBMM, ToySource, make_memory
 
 from engramlab.training import TrainConfig, Trainer
 
@@ -184,3 +185,37 @@ def test_resume_on_cuda_matches_uninterrupted_run(tmp_path):
     assert second == pytest.approx(full_losses[2:], rel=1e-6)
     for p, q in zip(resumed.model.parameters(), full.model.parameters()):
         torch.testing.assert_close(p, q)
+
+
+@pytest.mark.slow
+def test_compiled_training_resumes_exactly(tmp_path):
+    """A compiled run killed after step 3 (last checkpoint: step 2) and resumed reproduces the uninterrupted compiled
+    run bit for bit: losses and weights (one compilation, in this process, serves the three runs)."""
+    from engramlab.memories.ebmm import compiled
+    from engramlab.training import Experiment, train
+
+    preset = tmp_path / "compiled.toml"
+    preset.write_text(COMPILED_EBMM.replace("steps = 2", "steps = 4"))
+
+    def run(out, resume=False, kill_after=None):
+        losses = []
+
+        def hook(trainer, step, row):
+            losses.append(row["loss"])
+            if step == kill_after:
+                raise Killed
+
+        try:
+            train(Experiment.from_preset(str(preset)), out, device="cpu", resume=resume, progress=False, hooks=[hook])
+        except Killed:
+            pass
+        return losses
+
+    full = run(tmp_path / "full")
+    assert compiled._compiled is not None and not compiled._failed  # trained compiled, not on the plain path
+    first = run(tmp_path / "split", kill_after=3)
+    second = run(tmp_path / "split", resume=True)
+    assert len(full) == 4 and first[:2] + second == full
+    weights = {name: load_file(tmp_path / name / "step-00000004" / "model.safetensors") for name in ("full", "split")}
+    assert weights["full"].keys() == weights["split"].keys()
+    assert all(torch.equal(weights["full"][k], weights["split"][k]) for k in weights["full"])

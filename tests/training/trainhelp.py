@@ -68,3 +68,27 @@ class ToySource:
 def make_memory(seed: int = 0, noise: float = 0.1, shape=(6,)) -> LinearAE:
     torch.manual_seed(seed)
     return LinearAE(LinearAEConfig(noise=noise), shape)
+
+
+# a tiny compiled EBMM run (memory.compile): 2 steps, a checkpoint at step 2
+COMPILED_EBMM = """
+seed = 0
+[memory]
+name = "ebmm-strings"
+hidden_size = 16
+hops = 2
+write_steps = 1
+read_steps = 2
+compile = true
+[data]
+dataset = "binary_strings"
+string_dim = 16
+episode_length = 6
+batch_size = 4
+queries_per_episode = 4
+corruption = "flip:p=0.1"
+[train]
+steps = 2
+eval_every = 0
+checkpoint_every = 2
+"""
