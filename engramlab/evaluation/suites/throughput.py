@@ -104,6 +104,11 @@ class Case:
     length: int = 0
     compiled: bool = False  # trains through torch.compile (EBMM's ``compile``): no fresh-process allocator pairs
 
+    @property
+    def name(self) -> str:
+        """Its row's name: family (size[, compiled])."""
+        return label({"family": self.family, "size": self.size, "compiled": self.compiled})
+
 
 def _strings(b: int, t: int, n: int, gen: torch.Generator) -> EpisodeBatch:
     x = torch.randint(0, 2, (b, t, 128), generator=gen).float() * 2 - 1
@@ -440,8 +445,7 @@ def child_ms_per_step(family: str, size: str, keep: str, threads: str, warmup: s
     if keep == "True":
         keep_freed_memory()
     torch.manual_seed(0)
-    (case,) = [c for c in cases() if (c.family, c.size, c.compiled) == (family, size, False)]
-    step = make_step(*case.make())
+    step = make_step(*_case(family, size, False).make())
     for _ in range(int(warmup) + 1):
         step()
     times: list[float] = []
@@ -458,6 +462,22 @@ _CHILD = (
 )
 
 
+def _case(family: str, size: str, compiled: bool) -> Case:
+    """The case of ``cases()`` with this key (what a child process rebuilds from its arguments)."""
+    (case,) = [c for c in cases() if (c.family, c.size, c.compiled) == (family, size, compiled)]
+    return case
+
+
+def _run_child(code: str, args: list[str], what: str) -> str:
+    """Run ``python -c code *args`` in a fresh process; its last line of output (a RuntimeError naming ``what``
+    when it fails)."""
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        why = "killed by the kernel (out of memory?)" if out.returncode in (-9, 137) else out.stderr[-500:]
+        raise RuntimeError(f"throughput: the child process measuring {what} failed: {why}")
+    return out.stdout.strip().splitlines()[-1]
+
+
 def allocator_pair(case: Case, threads: int, warmup: int, steps: int, rounds: int) -> dict[str, float]:
     """ms per step in fresh processes with glibc's default malloc and with kept freed memory, alternated
     ``rounds`` times (a process cannot go back to the default once it has changed it); medians."""
@@ -465,12 +485,7 @@ def allocator_pair(case: Case, threads: int, warmup: int, steps: int, rounds: in
     for _ in range(rounds):
         for keep in (False, True):
             args = [case.family, case.size, str(keep), str(threads), str(warmup), str(steps)]
-            out = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(
-                    f"throughput: the {case.family} ({case.size}) child process failed: {out.stderr[-500:]}"
-                )
-            times[keep].append(float(out.stdout.split()[-1]))
+            times[keep].append(float(_run_child(_CHILD, args, case.name)))
     default, kept = statistics.median(times[False]), statistics.median(times[True])
     return {"default_malloc_ms": default, "kept_memory_ms": kept, "allocator_speedup": default / kept}
 
@@ -545,19 +560,14 @@ def measure_in_child(case: Case, budget: dict[str, Any], loop: bool, threads: in
     """``measure`` in a fresh process (the case rebuilt there from ``cases()``): no heap, caches or compiled code
     left by the rows before it; the row comes back as JSON on the child's last line of output."""
     spec = {"family": case.family, "size": case.size, "compiled": case.compiled, "loop": loop, "threads": threads}
-    args = [json.dumps(spec), json.dumps(budget)]
-    out = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, *args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        why = "killed by the kernel (out of memory?)" if out.returncode in (-9, 137) else out.stderr[-500:]
-        raise RuntimeError(f"throughput: measuring {label(spec)} in a child process failed: {why}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(_run_child(_MEASURE_CHILD, [json.dumps(spec), json.dumps(budget)], case.name))
 
 
 def _measure_child(spec_json: str, budget_json: str) -> None:
     spec, budget = json.loads(spec_json), json.loads(budget_json)
     torch.set_num_threads(spec["threads"])
     keep_freed_memory()  # as the engram command (and the parent) does
-    (case,) = [c for c in cases() if (c.family, c.size, c.compiled) == (spec["family"], spec["size"], spec["compiled"])]
+    case = _case(spec["family"], spec["size"], spec["compiled"])
     print(json.dumps(measure(case, budget, spec["loop"])))
 
 
@@ -597,11 +607,10 @@ def run_cases(
     rows = []
     try:
         for case in selected:
-            name = label({"family": case.family, "size": case.size, "compiled": case.compiled})
-            if name in done:
-                rows.append(done[name])
+            if case.name in done:
+                rows.append(done[case.name])
                 if progress is not None:
-                    progress(f"{name}: kept from the interrupted run (--resume)")
+                    progress(f"{case.name}: kept from the interrupted run (--resume)")
                 continue
             start = time.perf_counter()
             loop = case.size in ctx_budget["loops"].get(case.family, [])
@@ -655,10 +664,8 @@ def throughput(ctx: BenchContext) -> BenchResult:
     selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
     selected = [c for c in selected if not c.compiled or c.family in budget["compiled"]]
     excluded = budget.get("exclude", ())
-    selected = [
-        c for c in selected if label({"family": c.family, "size": c.size, "compiled": c.compiled}) not in excluded
-    ]
-    skipped = [label({"family": c.family, "size": c.size, "compiled": c.compiled}) for c in every if c not in selected]
+    selected = [c for c in selected if c.name not in excluded]
+    skipped = [c.name for c in every if c not in selected]
 
     def progress(line: str) -> None:
         log.info("throughput: %s", line)
