@@ -222,6 +222,7 @@ def run_suite(
         "notes": result.notes,
         "figures": figures,
         "wall_time_s": wall,
+        "resumed": resume,
     }
     json_path = out_dir / f"{ctx.run_name}.json"
     md_path = out_dir / f"{ctx.run_name}.md"
@@ -229,8 +230,9 @@ def run_suite(
     title = result.title or f"{name} ({ctx.run_name} preset)"
     md = [
         f"# {title}\n",
-        f"`engram bench {name} --preset {ctx.preset} --seed {seed}` — "
-        f"{wall:.0f} s on {ctx.device} ({record['environment']['processor']}, "
+        f"`engram bench {name} --preset {ctx.preset} --seed {seed}{' --resume' if resume else ''}` — "
+        f"{wall:.0f} s{' (this resumed invocation only)' if resume else ''} on {ctx.device} "
+        f"({record['environment']['processor']}, "
         f"torch {torch.__version__})\n",
         markdown_table(result.rows, result.columns),
     ]

@@ -4,9 +4,10 @@ For each family's training step (forward + backward + optimiser update) at its q
 size, on random data of the benchmark's shapes (a step's cost does not depend on the values):
 
 - ``ms_per_step``: median of the timed steps after warm-up;
-- ``gflop_per_step``: matmul and convolution GFLOP of one step counted by ``torch.profiler(with_flops=True)``
-  (aten::mm/addmm/bmm/baddbmm/conv2d), plus the backward convolutions, which the profiler does not count:
-  2·forward FLOPs per ``aten::convolution_backward`` (input and weight gradients), from its recorded shapes;
+- ``gflop_per_step``: matmul and convolution GFLOP of one step (forward, backward, EBMM's double backward),
+  counted from the shapes of its aten calls by ``engramlab.evaluation.flops.count_flops`` (which says why not
+  ``torch.profiler(with_flops=True)``, the count of this suite's first versions); ``gflop_by_kind`` splits it
+  into matmul, conv (forward) and conv_backward; ``uncounted_ops`` names matmul-like kernels it does not know;
 - ``gflop_per_s`` and ``fraction_of_peak``: against a fp32 1024×1024 matmul timed right before and right
   after the step, in the same process, with the same thread count (median of both sets of repeats);
 - ``plain_ms_per_step`` and ``speedup_vs_plain``: the same step with the library's fast paths switched off
@@ -50,6 +51,7 @@ from torch import nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
+from engramlab.evaluation.flops import count_flops
 from engramlab.memories.base import build_memory
 from engramlab.nn.fast import adam, fast_paths, fast_paths_enabled, keep_freed_memory
 
@@ -59,7 +61,6 @@ PEAK_SIZE = 1024
 TARGET_FRACTION = 0.3
 TARGET_SPEEDUP = 3.0
 LOOP_EPISODES = 16
-MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::conv2d")
 
 # Paper sizes whose step is short enough for the quick preset (measured on one thread of the shared CPU).
 PAPER_IN_QUICK = ("modern-hopfield-learned",)
@@ -67,13 +68,11 @@ PAPER_IN_QUICK = ("modern-hopfield-learned",)
 # 60 ms step moved by ±20%)
 # isolate: each case measured in a fresh process (cpu, full): in one process, the heap kept from the paper-size
 # EBMM rows (keep_freed_memory) reached 24 GB and the kernel killed the cpu preset at ebmm-conv (paper)
-# exclude (cpu): ebmm-conv (paper), mplp-mnist (paper, 4 tasks): measuring them ran out of the 24 GB here (ebmm-conv:
-# the profiler's FLOP count of one ~10 GB step, with and without keep_freed_memory); the full preset keeps them
 # allocator_rounds: fresh-process pairs (default malloc, kept memory) per case (1 in quick, to leave room for the
 # compiled EBMM row's ~3-minute compilation); allocator_steps: timed steps in each
 CHILD_SECONDS = 2.0  # and at least this long
 MIN_PAIRS, LONG_CASE = 3, 3.0  # timed_pair: fewer than min_blocks pairs (but 3) once 3 × seconds_per_case have passed
-SELECTION_KEYS = ("paper", "compiled", "exclude")  # budget keys that pick the cases (not how they are measured)
+SELECTION_KEYS = ("paper", "compiled")  # budget keys that pick the cases (not how they are measured)
 BLOCK_SECONDS = 0.25  # timed_pair: consecutive steps of one path before switching to the other
 QUICK = {"threads": 1, "warmup": 2, "min_blocks": 8, "max_blocks": 20, "seconds_per_case": 4.0, "peak_repeats": 4,
          "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
@@ -82,8 +81,7 @@ QUICK = {"threads": 1, "warmup": 2, "min_blocks": 8, "max_blocks": 20, "seconds_
 CPU = {"threads": None, "warmup": 2, "min_blocks": 5, "max_blocks": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True,
-       "compiled": ("ebmm-strings",), "isolate": True,
-       "exclude": ("ebmm-conv (paper)", "mplp-mnist (paper)")}  # fmt: skip
+       "compiled": ("ebmm-strings",), "isolate": True}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_blocks": 5, "max_blocks": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
         "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
         "compiled": ("ebmm-strings", "ebmm-conv"),
@@ -333,43 +331,6 @@ def peak_gflops(times: list[float], size: int = PEAK_SIZE) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def count_flops(fn: Callable[[], Any]) -> dict[str, float]:
-    """Matmul/conv FLOPs of one call of ``fn`` by the profiler, plus the backward convolutions (from shapes)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
-        fn()
-    counted, conv_backward = 0.0, 0.0
-    for event in prof.events():
-        if event.name in MATMUL_OPS and event.flops:
-            counted += event.flops
-        elif event.name == "aten::convolution_backward":
-            conv_backward += _conv_backward_flops(event)
-    return {"profiler_flops": counted, "conv_backward_flops": conv_backward, "flops": counted + conv_backward}
-
-
-def _conv_backward_flops(event: Any) -> float:
-    """FLOPs of an aten::convolution_backward: forward FLOPs 2·|out|·(C_in/groups)·k_h·k_w per gradient asked for
-    (input and/or weight, from ``output_mask`` when recorded, else both)."""
-    shapes = event.input_shapes
-    if not shapes or len(shapes) < 3 or len(shapes[0]) < 3 or len(shapes[2]) < 3:
-        return 0.0
-    grad_out, weight = shapes[0], shapes[2]
-    forward = 2.0 * _prod(grad_out) * _prod(weight[1:])
-    grads = 2
-    concrete = getattr(event, "concrete_inputs", None) or []
-    if len(concrete) > 10 and isinstance(concrete[10], (list, tuple)) and len(concrete[10]) >= 2:
-        grads = int(bool(concrete[10][0])) + int(bool(concrete[10][1]))
-    return forward * grads
-
-
-def _prod(values: Any) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
 def timed_pair(
     step: Callable[[], Any], warmup: int, min_blocks: int, max_blocks: int, seconds: float
 ) -> tuple[list[float], list[float]]:
@@ -513,15 +474,16 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
         "T": case.length,
         "ms_per_step": 1000 * seconds,
         "timed_steps": len(fast),
-        "gflop_per_step": flops["flops"] / 1e9,
-        "gflop_per_s": flops["flops"] / 1e9 / seconds,
+        "gflop_per_step": flops.total / 1e9,
+        "gflop_per_s": flops.total / 1e9 / seconds,
         "peak_gflop_per_s": peak,
-        "fraction_of_peak": flops["flops"] / 1e9 / seconds / peak,
+        "fraction_of_peak": flops.total / 1e9 / seconds / peak,
         "plain_ms_per_step": 1000 * statistics.median(plain),
         "speedup_vs_plain": statistics.median(plain) / seconds,
         "batched_vs_loop": None,
         "plain_batched_vs_loop": None,
-        "conv_backward_gflop": flops["conv_backward_flops"] / 1e9,
+        "gflop_by_kind": {kind: value / 1e9 for kind, value in sorted(flops.by_kind.items())},
+        "uncounted_ops": sorted(flops.uncounted),
         "compiled": case.compiled,
         "first_step_s": first_step,
         "threads": torch.get_num_threads(),
@@ -663,8 +625,6 @@ def throughput(ctx: BenchContext) -> BenchResult:
     every = cases()
     selected = [c for c in every if c.size == "quick" or budget["paper"] == "all" or c.family in budget["paper"]]
     selected = [c for c in selected if not c.compiled or c.family in budget["compiled"]]
-    excluded = budget.get("exclude", ())
-    selected = [c for c in selected if c.name not in excluded]
     skipped = [c.name for c in every if c not in selected]
 
     def progress(line: str) -> None:
@@ -688,9 +648,12 @@ def throughput(ctx: BenchContext) -> BenchResult:
     loops = {label(r): r["loop"] for r in rows if r.get("loop")}
     notes = [
         f"Threads: {rows[0]['threads'] if rows else '–'} (set by the suite; cpu_count {os.cpu_count()}). "
-        "A step = loss + backward + clipping + optimiser update on random data of the benchmark's shapes.",
-        "gflop_per_step: matmul/conv FLOPs counted by torch.profiler(with_flops=True) plus backward convolutions "
-        "(2 × forward per aten::convolution_backward, from shapes; the profiler does not count them). "
+        "A step = loss + backward + clipping + optimiser update on random data of the benchmark's shapes. "
+        f"The rows took {sum(r['case_seconds'] for r in rows) / 60:.1f} min to measure (case_seconds; a run resumed "
+        "with --resume included).",
+        "gflop_per_step: matmul and convolution FLOPs of the step (forward, backward, double backward) from the shapes "
+        "of its aten calls (engramlab.evaluation.flops; 2 per product-sum, padding taps included, transposed and "
+        "grouped convolutions counted as such). "
         "Elementwise work is not counted, so steps bound by it show a low fraction of peak.",
         "peak_gflop_per_s: fp32 1024² matmul, median of repeats timed right before and after the row's steps.",
         "plain_ms_per_step / speedup_vs_plain: the same step with engramlab.nn.fast.fast_paths(False) (the code "
@@ -712,13 +675,8 @@ def throughput(ctx: BenchContext) -> BenchResult:
     ]
     if skipped:
         notes.append(
-            "Not in this preset (a step, or a compiled row's compilation, takes too long on one shared CPU thread"
-            + (
-                "; ebmm-conv (paper), mplp-mnist (paper): measuring their ~10 GB steps ran out of this machine's 24 GB"
-                if excluded
-                else ""
-            )
-            + f"): {', '.join(skipped)}."
+            "Not in this preset (a step, or a compiled row's compilation, takes too long for it on this CPU): "
+            f"{', '.join(skipped)}."
         )
     return BenchResult(
         rows=rows,
@@ -728,7 +686,6 @@ def throughput(ctx: BenchContext) -> BenchResult:
             "threads_used": rows[0]["threads"] if rows else None,
             "peak_size": PEAK_SIZE,
             "loop_episodes": LOOP_EPISODES,
-            "matmul_ops": list(MATMUL_OPS),
         },  # fmt: skip
         extra={"loops": loops, "describe": {label(r): r["describe"] for r in rows}},
         notes=notes,
