@@ -18,9 +18,9 @@ FLOP counter); elementwise work, reductions and data movement are not counted. P
 
 Why not ``torch.profiler(with_flops=True)``, which the throughput suite used before: on torch 2.13 it does not
 count transposed convolutions (``aten::conv_transpose2d``) nor the convolutions of a double backward
-(``aten::_convolution``), ignores ``groups`` (EBMM's per-episode grouped convolution came out B times too large),
-and gives no count for ``convolution_backward`` (the suite's shape formula for it was wrong for transposed
-convolutions); with ``record_shapes`` it also held enough of a ~10 GB step to run out of 24 GB.
+(``aten::_convolution``: most of ebmm-conv's convolutions), and gives no count for ``convolution_backward`` (the
+suite's shape formula for it was wrong for transposed convolutions); with ``record_shapes`` it also held enough of
+a ~10 GB step to run out of 24 GB.
 ``torch.utils.flop_counter.FlopCounterMode`` fails on EBMM (its module hooks vs ``torch.autograd.grad``) and its
 weight-gradient formula ignores ``groups``.
 """
