@@ -28,6 +28,8 @@ weight-gradient formula ignores ``groups``.
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,16 +40,18 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 
-__all__ = ["FlopCount", "count_flops"]
+__all__ = ["FlopCount", "count_flops", "kernel_seconds"]
 
 
 @dataclass
 class FlopCount:
-    """FLOPs by kind (``matmul``, ``conv`` forward, ``conv_backward``) and the names of matmul- or
-    convolution-like aten ops seen but not counted (a new kernel this counter does not know)."""
+    """FLOPs by kind (``matmul``, ``conv`` forward, ``conv_backward``), the counted calls by their argument
+    layouts (for ``kernel_seconds``) and the names of matmul- or convolution-like aten ops seen but not counted (a
+    new kernel this counter does not know)."""
 
     by_kind: Counter = field(default_factory=Counter)
     uncounted: set[str] = field(default_factory=set)
+    calls: Counter = field(default_factory=Counter)  # (aten op, argument layouts) -> how many such calls
 
     @property
     def total(self) -> int:
@@ -93,6 +97,25 @@ def _flops(packet: Any, args: tuple, out: Any) -> tuple[str, int] | None:
 _LOOKS_COUNTABLE = ("mm", "conv", "dot", "mv", "matmul", "linear", "einsum")
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """A tensor argument by its layout only (shape, strides, dtype): what a replay rebuilds with random values."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+
+    def make(self) -> torch.Tensor:
+        size = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) if all(self.shape) else 0
+        return torch.randn(size, dtype=self.dtype).as_strided(self.shape, self.stride)  # broadcast (0) strides too
+
+
+def _spec(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return _Spec(tuple(value.shape), tuple(value.stride()), value.dtype)
+    return tuple(_spec(v) for v in value) if isinstance(value, (list, tuple)) else value  # hashable
+
+
 class _FlopMode(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -104,6 +127,8 @@ class _FlopMode(TorchDispatchMode):
         counted = _flops(packet, args, out)
         if counted is not None:
             self.count.by_kind[counted[0]] += counted[1]
+            if not kwargs:
+                self.count.calls[(func, tuple(_spec(a) for a in args))] += 1
         elif any(word in packet.__name__ for word in _LOOKS_COUNTABLE):
             self.count.uncounted.add(str(packet))
         return out
@@ -115,3 +140,21 @@ def count_flops(fn: Callable[[], Any]) -> FlopCount:
     with torch.compiler.set_stance("force_eager"), mode:
         fn()
     return mode.count
+
+
+def kernel_seconds(count: FlopCount, repeats: int = 3) -> float:
+    """Seconds the counted matmul and convolution calls of ``count`` take replayed back to back on random tensors
+    of their recorded shapes, strides and dtypes (each distinct call timed ``repeats`` times after one untimed run,
+    median, times the number of such calls): the time a step would take if it did nothing but those kernels, with
+    its inputs in cache — a lower bound on their share of the real step."""
+    total = 0.0
+    for (func, specs), calls in count.calls.items():
+        args = [a.make() if isinstance(a, _Spec) else a for a in specs]
+        func(*args)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            func(*args)
+            times.append(time.perf_counter() - start)
+        total += statistics.median(times) * calls
+    return total

@@ -113,3 +113,27 @@ def test_unknown_matmul_kernels_are_named_not_counted():
     a = torch.randint(-4, 4, (32, 32), dtype=torch.int8)
     count = count_flops(lambda: torch._int_mm(a, a))
     assert count.total == 0 and count.uncounted == {"aten._int_mm"}
+
+
+def test_calls_are_recorded_by_layout_and_replayed():
+    """kernel_seconds replays each counted call on random tensors of the same shapes, strides (a transposed and
+    a broadcast operand here) and dtype, as often as the step made it."""
+    from engramlab.evaluation.flops import _Spec, kernel_seconds
+
+    a, b = torch.randn(16, 8), torch.randn(4, 8).t()  # b: (8, 4), strides (1, 8)
+    bias = torch.randn(1, 4).expand(16, 4)  # stride 0 along rows
+    conv, x = nn.Conv2d(2, 3, 3, padding=1), torch.randn(1, 2, 5, 5)
+
+    def step():
+        torch.addmm(bias, a, b)
+        torch.addmm(bias, a, b)
+        conv(x)  # list arguments (stride, padding)
+
+    count = count_flops(step)
+    assert sum(count.calls.values()) == 3 and len(count.calls) == 2
+    (addmm,) = [specs for (func, specs) in count.calls if func._overloadpacket is torch.ops.aten.addmm]
+    assert count.calls[(torch.ops.aten.addmm.default, addmm)] == 2
+    for spec, tensor in zip(addmm, (bias, a, b)):
+        made = spec.make()
+        assert isinstance(spec, _Spec) and made.shape == tensor.shape and made.stride() == tensor.stride()
+    assert kernel_seconds(count, repeats=1) > 0

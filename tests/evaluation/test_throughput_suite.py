@@ -61,6 +61,8 @@ def test_run_cases_rows_and_thread_restore():
     assert row["threads"] == 1 and row["timed_steps"] >= 2 and row["timed_steps"] % 2 == 0  # 2 blocks
     assert row["gflop_per_step"] > 0 and 0 < row["fraction_of_peak"]
     assert sum(row["gflop_by_kind"].values()) == pytest.approx(row["gflop_per_step"]) and row["uncounted_ops"] == []
+    assert row["kernel_ms"] > 0 and row["kernel_share"] == pytest.approx(row["kernel_ms"] / row["ms_per_step"])
+    assert row["kernel_fraction_of_peak"] > 0
     # every family has a fast path (fused Adam): the plain step is timed beside it
     assert row["speedup_vs_plain"] > 0 and row["plain_ms_per_step"] > 0
     # the same step in two fresh processes, glibc's default malloc and keep_freed_memory()

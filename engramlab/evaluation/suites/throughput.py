@@ -10,6 +10,11 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
   into matmul, conv (forward) and conv_backward; ``uncounted_ops`` names matmul-like kernels it does not know;
 - ``gflop_per_s`` and ``fraction_of_peak``: against a fp32 1024×1024 matmul timed right before and right
   after the step, in the same process, with the same thread count (median of both sets of repeats);
+- ``kernel_ms``: the step's counted matmul and convolution calls replayed back to back on random tensors of their
+  shapes and strides (``flops.kernel_seconds``); ``kernel_share`` = kernel_ms / ms_per_step (near 1: the step is
+  bound by its matmuls and convolutions; low: by everything else, elementwise work and dispatch);
+  ``kernel_fraction_of_peak``: the fraction of peak a step of nothing but those kernels would reach — the ceiling
+  of ``fraction_of_peak`` with these kernels at these shapes;
 - ``plain_ms_per_step`` and ``speedup_vs_plain``: the same step with the library's fast paths switched off
   (``engramlab.nn.fast.fast_paths(False)``, the code before issue 15), timed in blocks of consecutive steps
   (~0.25 s each) alternating with blocks of the fast step;
@@ -51,7 +56,7 @@ from torch import nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
-from engramlab.evaluation.flops import count_flops
+from engramlab.evaluation.flops import count_flops, kernel_seconds
 from engramlab.memories.base import build_memory
 from engramlab.nn.fast import adam, fast_paths, fast_paths_enabled, keep_freed_memory
 
@@ -460,6 +465,7 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
     step()  # first call (lazy init, allocator; the compilation of a compiled case)
     first_step = time.perf_counter() - start
     flops = count_flops(step)
+    kernels = kernel_seconds(flops)
     peak_before = matmul_seconds(budget["peak_repeats"])
     fast, plain = timed_pair(
         step, budget["warmup"], budget["min_blocks"], budget["max_blocks"], budget["seconds_per_case"]
@@ -478,6 +484,9 @@ def measure(case: Case, budget: dict[str, Any], loop: bool) -> dict[str, Any]:
         "gflop_per_s": flops.total / 1e9 / seconds,
         "peak_gflop_per_s": peak,
         "fraction_of_peak": flops.total / 1e9 / seconds / peak,
+        "kernel_ms": 1000 * kernels,
+        "kernel_share": kernels / seconds,
+        "kernel_fraction_of_peak": flops.total / 1e9 / kernels / peak if kernels > 0 else None,
         "plain_ms_per_step": 1000 * statistics.median(plain),
         "speedup_vs_plain": statistics.median(plain) / seconds,
         "batched_vs_loop": None,
@@ -608,6 +617,8 @@ COLUMNS = [
     "gflop_per_s",
     "peak_gflop_per_s",
     "fraction_of_peak",
+    "kernel_share",
+    "kernel_fraction_of_peak",
     "plain_ms_per_step",
     "speedup_vs_plain",
     "allocator_speedup",
@@ -655,6 +666,9 @@ def throughput(ctx: BenchContext) -> BenchResult:
         "of its aten calls (engramlab.evaluation.flops; 2 per product-sum, padding taps included, transposed and "
         "grouped convolutions counted as such). "
         "Elementwise work is not counted, so steps bound by it show a low fraction of peak.",
+        "kernel_share: the step's counted matmul/convolution calls replayed back to back on random tensors of their "
+        "shapes and strides (inputs in cache), over ms_per_step; kernel_fraction_of_peak: the fraction of peak a step "
+        "of only those kernels would reach (the ceiling of fraction_of_peak with these kernels at these shapes).",
         "peak_gflop_per_s: fp32 1024² matmul, median of repeats timed right before and after the row's steps.",
         "plain_ms_per_step / speedup_vs_plain: the same step with engramlab.nn.fast.fast_paths(False) (the code "
         "before issue 15: per-tensor Adam loop, EBMM's unfused hops), timed in blocks of consecutive steps (~"
