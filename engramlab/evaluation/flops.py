@@ -51,7 +51,7 @@ class FlopCount:
 
     by_kind: Counter = field(default_factory=Counter)
     uncounted: set[str] = field(default_factory=set)
-    calls: Counter = field(default_factory=Counter)  # (aten op, argument layouts) -> how many such calls
+    calls: Counter = field(default_factory=Counter)  # (aten op, (args, kwargs) layouts) -> how many such calls
 
     @property
     def total(self) -> int:
@@ -127,8 +127,8 @@ class _FlopMode(TorchDispatchMode):
         counted = _flops(packet, args, out)
         if counted is not None:
             self.count.by_kind[counted[0]] += counted[1]
-            if not kwargs:
-                self.count.calls[(func, tuple(_spec(a) for a in args))] += 1
+            layout = (tuple(_spec(a) for a in args), tuple(sorted((k, _spec(v)) for k, v in (kwargs or {}).items())))
+            self.count.calls[(func, layout)] += 1
         elif any(word in packet.__name__ for word in _LOOKS_COUNTABLE):
             self.count.uncounted.add(str(packet))
         return out
@@ -148,13 +148,14 @@ def kernel_seconds(count: FlopCount, repeats: int = 3) -> float:
     median, times the number of such calls): the time a step would take if it did nothing but those kernels, with
     its inputs in cache — a lower bound on their share of the real step."""
     total = 0.0
-    for (func, specs), calls in count.calls.items():
+    for (func, (specs, named)), calls in count.calls.items():
         args = [a.make() if isinstance(a, _Spec) else a for a in specs]
-        func(*args)
+        kwargs = {k: v.make() if isinstance(v, _Spec) else v for k, v in named}
+        func(*args, **kwargs)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            func(*args)
+            func(*args, **kwargs)
             times.append(time.perf_counter() - start)
         total += statistics.median(times) * calls
     return total

@@ -131,9 +131,11 @@ def test_calls_are_recorded_by_layout_and_replayed():
 
     count = count_flops(step)
     assert sum(count.calls.values()) == 3 and len(count.calls) == 2
-    (addmm,) = [specs for (func, specs) in count.calls if func._overloadpacket is torch.ops.aten.addmm]
-    assert count.calls[(torch.ops.aten.addmm.default, addmm)] == 2
+    (addmm,) = [specs for (func, (specs, _)) in count.calls if func._overloadpacket is torch.ops.aten.addmm]
+    assert count.calls[(torch.ops.aten.addmm.default, (addmm, ()))] == 2
     for spec, tensor in zip(addmm, (bias, a, b)):
         made = spec.make()
         assert isinstance(spec, _Spec) and made.shape == tensor.shape and made.stride() == tensor.stride()
     assert kernel_seconds(count, repeats=1) > 0
+    scaled = count_flops(lambda: torch.addmm(bias, a, b, beta=0.5))  # a keyword argument is replayed too
+    assert [named for _, (_, named) in scaled.calls] == [(("beta", 0.5),)] and kernel_seconds(scaled, 1) > 0
