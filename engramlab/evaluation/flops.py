@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 
-__all__ = ["FlopCount", "count_flops", "kernel_seconds"]
+__all__ = ["FlopCount", "call_seconds", "count_flops", "kernel_seconds"]
 
 
 @dataclass
@@ -151,11 +152,16 @@ def kernel_seconds(count: FlopCount, repeats: int = 3) -> float:
     for (func, (specs, named)), calls in count.calls.items():
         args = [a.make() if isinstance(a, _Spec) else a for a in specs]
         kwargs = {k: v.make() if isinstance(v, _Spec) else v for k, v in named}
-        func(*args, **kwargs)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            func(*args, **kwargs)
-            times.append(time.perf_counter() - start)
-        total += statistics.median(times) * calls
+        total += statistics.median(call_seconds(partial(func, *args, **kwargs), repeats)) * calls
     return total
+
+
+def call_seconds(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times

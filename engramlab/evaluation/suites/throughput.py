@@ -56,7 +56,7 @@ from torch import nn
 
 from engramlab.episodes.batch import EpisodeBatch
 from engramlab.evaluation.bench import BenchContext, BenchResult, register_suite
-from engramlab.evaluation.flops import count_flops, kernel_seconds
+from engramlab.evaluation.flops import call_seconds, count_flops, kernel_seconds
 from engramlab.memories.base import build_memory
 from engramlab.nn.fast import adam, fast_paths, fast_paths_enabled, keep_freed_memory
 
@@ -323,13 +323,7 @@ def matmul_seconds(repeats: int, size: int = PEAK_SIZE) -> list[float]:
     """Seconds of ``repeats`` fp32 size×size matmuls (after one untimed)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
-    torch.mm(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - start)
-    return times
+    return call_seconds(lambda: torch.mm(a, b, out=out), repeats)
 
 
 def peak_gflops(times: list[float], size: int = PEAK_SIZE) -> float:
