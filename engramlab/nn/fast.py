@@ -9,6 +9,10 @@ flag (process-wide, not thread-local).
 Fast paths: EBMM's fused gated-RNN hops (``memories/ebmm/energy.py``), torch's fused Adam / AdamW (``adam``
 below, used by every trainer) and the decoders' channels-last pixel head (``OutputConv2d`` below).
 
+``Compiled(fn, what)`` is the library's one way to ``torch.compile`` a function (EBMM's meta-loss, MPLP's learner
+cells): compiled while the fast paths are on, with one fallback to ``fn`` for the rest of the process when
+compilation fails.
+
 ``keep_freed_memory()`` is a process-wide setting rather than a fast path (it cannot be switched back): the
 ``engram`` command calls it at start; a script of one's own may call it too.
 
@@ -23,12 +27,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 _enabled = True
 
@@ -47,6 +54,34 @@ def fast_paths(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _enabled = before
+
+
+class Compiled:
+    """``fn`` through ``torch.compile(fn, **options)``, built at the first call; the plain ``fn`` inside
+    ``fast_paths(False)``. Where compilation fails (no C++ compiler, an unsupported backend, a tracing error: torch
+    raises many types) it logs one warning naming ``what`` and runs ``fallback`` (default ``fn``) from then on. An
+    exception raised by ``fn`` itself therefore also switches compilation off, after which the fallback raises it
+    again. The compilation is not pickled or copied with its owner (``__getstate__``)."""
+
+    def __init__(self, fn: Callable[..., Any], what: str, fallback: Callable[..., Any] | None = None, **options: Any):
+        self.fn, self.what, self.options = fn, what, options
+        self.fallback = fn if fallback is None else fallback
+        self.failed, self._compiled = False, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failed or not _enabled:
+            return (self.fallback if self.failed else self.fn)(*args, **kwargs)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, **self.options)
+        try:
+            return self._compiled(*args, **kwargs)
+        except Exception as err:  # torch.compile fails in many types (backend, C++ toolchain, tracing)
+            self.failed = True
+            log.warning("%s: torch.compile failed (%s: %s); running the plain code", self.what, type(err).__name__, err)
+            return self.fallback(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_compiled": None}
 
 
 def _fusable(params: list) -> bool:

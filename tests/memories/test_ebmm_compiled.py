@@ -55,7 +55,7 @@ def _assert_same(mem, batch, tol=1e-5):
 def test_functional_meta_loss_is_the_plain_loss(monkeypatch, fields):
     """The torch.func form that is compiled, run eagerly (torch.compile replaced by the identity): the plain
     loss, logs and every meta-gradient, in float64 to 1e-10."""
-    monkeypatch.setattr(compiled, "_compiled", compiled.meta_loss)
+    monkeypatch.setattr(compiled.compiled_meta_loss, "_compiled", compiled.meta_loss)
     torch.manual_seed(0)
     mem = build_memory("ebmm-strings", (16,), **{**TINY, **fields, "compile": True}).double()
     batch = _batch()
@@ -67,7 +67,7 @@ def test_functional_meta_loss_is_the_plain_loss(monkeypatch, fields):
 
 def test_functional_meta_loss_with_two_writable_layers(monkeypatch):
     """ebmm-conv writes two layers (block3.memory, block4.memory) with their own rates: per-layer steps."""
-    monkeypatch.setattr(compiled, "_compiled", compiled.meta_loss)
+    monkeypatch.setattr(compiled.compiled_meta_loss, "_compiled", compiled.meta_loss)
     torch.manual_seed(0)
     fields = dict(channels=4, hidden_size=8, dynamic_size=2, write_steps=1, read_steps=2, write_lr=0.1, compile=True)
     mem = build_memory("ebmm-conv", (1, 16, 16), **fields).double()
@@ -93,20 +93,20 @@ def test_a_failed_compilation_falls_back_to_the_plain_step(monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(compiled, "_compiled", broken)
-    monkeypatch.setattr(compiled, "_failed", False)
+    monkeypatch.setattr(compiled.compiled_meta_loss, "_compiled", broken)
+    monkeypatch.setattr(compiled.compiled_meta_loss, "failed", False)
     mem = build_memory("ebmm-strings", (16,), **{**TINY, "compile": True})
     mem.train()
     with caplog.at_level(logging.WARNING):
         loss, logs = mem.loss(_batch())
-    assert compiled._failed and "no C++ compiler" in caplog.text
+    assert compiled.compiled_meta_loss.failed and "no C++ compiler" in caplog.text
     with fast_paths(False):
         plain, _ = mem.loss(_batch())
     assert torch.equal(loss, plain)
 
 
 def test_compiled_step_checks_its_input_before_the_graph(monkeypatch):
-    monkeypatch.setattr(compiled, "_compiled", compiled.meta_loss)
+    monkeypatch.setattr(compiled.compiled_meta_loss, "_compiled", compiled.meta_loss)
     mem = build_memory("ebmm-strings", (16,), **{**TINY, "compile": True})
     mem.train()
     bad = _batch()
@@ -124,7 +124,7 @@ def test_compiled_step_matches_the_plain_step_and_is_reused_across_shapes():
     torch.manual_seed(0)
     mem = build_memory("ebmm-strings", (16,), **{**TINY, "compile": True})
     _assert_same(mem, _batch(b=4, t=12))
-    assert not compiled._failed
+    assert not compiled.compiled_meta_loss.failed
     counters = torch._dynamo.utils.counters
     frames = counters["stats"]["unique_graphs"]
     _assert_same(mem, _batch(seed=1, b=5, t=10))  # B·T > 32: a threshold inductor guards on with tiny episodes

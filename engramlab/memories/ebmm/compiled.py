@@ -25,18 +25,14 @@ the first call that later differ, and small products (B·T ≤ 32 at the first c
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 from torch.func import grad
 
 from engramlab.memories.base import Memory
+from engramlab.nn.fast import Compiled
 from engramlab.rules.gradient import GradientRule
 from engramlab.rules.maml import MAMLRule
-
-log = logging.getLogger(__name__)
 
 # ``memory`` below is an EBMM (``memories/ebmm/memory.py``, which imports this module): its ``config``, ``rule``,
 # ``energy_net``, ``reader`` and ``reconstruction_loss`` are used.
@@ -119,24 +115,12 @@ def meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor
     return loss, memory.read_logs(iterates[-1], targets)
 
 
-_compiled: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None
-_failed = False
+def _plain(*args: object) -> None:
+    return None  # compilation failed: EBMM.loss runs its plain step
 
 
-def compiled_meta_loss(memory: Memory, patterns: Tensor, queries: Tensor, targets: Tensor):
-    """``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument
-    whose parameters are graph inputs, so memories of the same settings share one compilation, each with its own
-    weights; other settings compile anew, up to torch's cache limit, after which torch runs this eagerly):
-    (loss, logs), or None once compilation has failed in this process (the caller then runs the plain
-    loss; one warning)."""
-    global _compiled, _failed
-    if _failed:
-        return None
-    if _compiled is None:
-        _compiled = torch.compile(meta_loss, dynamic=True)
-    try:
-        return _compiled(memory, patterns, queries, targets)
-    except Exception as err:  # torch.compile fails in many types (backend, C++ toolchain, tracing)
-        _failed = True
-        log.warning("EBMM: torch.compile failed (%s: %s); training on the plain path", type(err).__name__, err)
-        return None
+# ``meta_loss`` through ``torch.compile`` (dynamic shapes, see the module docstring; the memory is an argument whose
+# parameters are graph inputs, so memories of the same settings share one compilation, each with its own weights;
+# other settings compile anew, up to torch's cache limit, after which torch runs this eagerly): (loss, logs), or None
+# once compilation has failed in this process (the caller then runs the plain loss; one warning).
+compiled_meta_loss = Compiled(meta_loss, "EBMM", fallback=_plain, dynamic=True)
