@@ -25,14 +25,19 @@ def test_every_family_has_quick_and_paper_case():
     assert all(sizes == {"quick", "paper"} for sizes in families.values())
 
 
-def test_ebmm_is_also_measured_compiled():
+def test_ebmm_and_mplp_are_also_measured_compiled():
     compiled = [c for c in tp.cases() if c.compiled]
     assert {(c.family, c.size) for c in compiled} == {
-        (f, s) for f in ("ebmm-strings", "ebmm-conv") for s in ("quick", "paper")
+        (f, s) for f in ("ebmm-strings", "ebmm-conv", "mplp-mnist") for s in ("quick", "paper")
     }
-    assert tp.QUICK["compiled"] == ("ebmm-strings",)  # ebmm-conv's compilation (~15 min) is not in the quick preset
+    # ebmm-conv's compilation (~15 min) is not in the quick preset
+    assert tp.QUICK["compiled"] == ("ebmm-strings", "mplp-mnist")
     model, _, _ = compiled[0].make()
     assert model.config.compile
+    (mplp,) = [c for c in compiled if (c.family, c.size) == ("mplp-mnist", "quick")]
+    assert mplp.make()[0].rule.compile_cells
+    plain = [c for c in tp.cases() if (c.family, c.size, c.compiled) == ("mplp-mnist", "quick", False)]
+    assert not plain[0].make()[0].rule.compile_cells
     assert tp.label({"family": "ebmm-strings", "size": "quick", "compiled": True}) == "ebmm-strings (quick, compiled)"
 
 

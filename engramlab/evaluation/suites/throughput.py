@@ -27,7 +27,8 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
 - ``compiled`` rows: EBMM again with ``memory.compile = true`` (write, read and loss as one ``torch.compile``'d
   function, ``memories/ebmm/compiled.py``): strings in every preset, conv (a compilation of ~15 minutes on this
   CPU at the quick size, more at the paper size) in full only, so that the cpu preset runs in about an hour on this
-  2-core machine; ``first_step_s`` (every row's first, untimed step) holds the compilation;
+  2-core machine; MPLP again with ``MPLP(compile=True)`` (its learner cells compiled, ~35 s) in every preset;
+  ``first_step_s`` (every row's first, untimed step) holds the compilation;
 - ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``total_speedup`` ≥ 3 (issue 15's per-family target).
 
 Threads: the quick preset pins one thread (2 shared cores: one thread gives repeatable ratios); cpu and full
@@ -81,15 +82,15 @@ SELECTION_KEYS = ("paper", "compiled")  # budget keys that pick the cases (not h
 BLOCK_SECONDS = 0.25  # timed_pair: consecutive steps of one path before switching to the other
 QUICK = {"threads": 1, "warmup": 2, "min_blocks": 8, "max_blocks": 20, "seconds_per_case": 4.0, "peak_repeats": 4,
          "allocator_rounds": 1, "allocator_steps": 3, "loop_repeats": 3, "paper": PAPER_IN_QUICK,
-         "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings",), "compiled_loops": False,
+         "loops": {"ebmm-strings": ["quick"]}, "compiled": ("ebmm-strings", "mplp-mnist"), "compiled_loops": False,
          "isolate": False}  # fmt: skip
 CPU = {"threads": None, "warmup": 2, "min_blocks": 5, "max_blocks": 20, "seconds_per_case": 15.0, "peak_repeats": 6,
        "allocator_rounds": 2, "allocator_steps": 5, "loop_repeats": 3, "paper": "all",
        "loops": {"ebmm-strings": ["quick"], "ebmm-conv": ["quick"]}, "compiled_loops": True,
-       "compiled": ("ebmm-strings",), "isolate": True}  # fmt: skip
+       "compiled": ("ebmm-strings", "mplp-mnist"), "isolate": True}  # fmt: skip
 FULL = {"threads": None, "warmup": 3, "min_blocks": 5, "max_blocks": 30, "seconds_per_case": 60.0, "peak_repeats": 8,
         "allocator_rounds": 3, "allocator_steps": 5, "loop_repeats": 3, "paper": "all", "compiled_loops": True,
-        "compiled": ("ebmm-strings", "ebmm-conv"),
+        "compiled": ("ebmm-strings", "ebmm-conv", "mplp-mnist"),
         "loops": {"ebmm-strings": ["quick", "paper"], "ebmm-conv": ["quick", "paper"]}, "isolate": True}  # fmt: skip
 
 
@@ -105,7 +106,9 @@ class Case:
     loop: bool = False  # a batched write rule: measure batched vs per-episode loop
     episodes: int = 0
     length: int = 0
-    compiled: bool = False  # trains through torch.compile (EBMM's ``compile``): no fresh-process allocator pairs
+    compiled: bool = (
+        False  # trains through torch.compile (EBMM's ``compile``, MPLP's): no fresh-process allocator pairs
+    )
 
     @property
     def name(self) -> str:
@@ -265,21 +268,23 @@ def cases() -> list[Case]:
         )
     # MPLP last: the ~2 GB heap its step leaves (kept for reuse, ``keep_freed_memory``) slowed the rows measured
     # after it in the same process (a Hopfield step 1.64 -> 1.72-1.99 ms)
-    for size, tasks in MPLP_TASKS.items():
+    for (size, tasks), compiled in itertools.product(MPLP_TASKS.items(), (False, True)):
         out.append(
             Case(
                 "mplp-mnist",
                 size,
-                f"144-50-10 GRU 7 msg 4, 20 steps × 8 shots, {tasks} task(s)",
-                lambda tasks=tasks: _mplp(tasks),
+                f"144-50-10 GRU 7 msg 4, 20 steps × 8 shots, {tasks} task(s)"
+                + (", torch.compile'd learner cells" if compiled else ""),
+                lambda tasks=tasks, compiled=compiled: _mplp(tasks, compiled),
                 episodes=tasks,
                 length=20,
+                compiled=compiled,
             )
         )
     return out
 
 
-def _mplp(tasks: int) -> tuple[nn.Module, Any, dict[str, Any]]:
+def _mplp(tasks: int, compiled: bool = False) -> tuple[nn.Module, Any, dict[str, Any]]:
     from engramlab.rules.mplp.meta import MPLPMetaLearner
     from engramlab.rules.mplp.tasks import MNISTSource
 
@@ -287,8 +292,9 @@ def _mplp(tasks: int) -> tuple[nn.Module, Any, dict[str, Any]]:
     images, labels = torch.rand(1000, 28, 28, generator=gen), torch.randint(0, 10, (1000,), generator=gen)
     source = MNISTSource(20, 8, tasks, patterns=images, labels=labels, seed=0)
     model = MPLPMetaLearner(
-        (144, 50, 10), activation="sigmoid", loss="ce", message_size=4, learner="gru", hidden=7, sharing="kind"
-    )
+        (144, 50, 10), activation="sigmoid", loss="ce", message_size=4, learner="gru", hidden=7, sharing="kind",
+        rule_options={"compile": compiled},
+    )  # fmt: skip
     return model, source.batch(0), {"optimizer": "adam"}
 
 
@@ -676,9 +682,10 @@ def throughput(ctx: BenchContext) -> BenchResult:
         f"this process: kept memory {'on' if kept else 'off'}. "
         "total_speedup = speedup_vs_plain × allocator_speedup.",
         "compiled rows: the same case with memory.compile = true (EBMM: write, read and loss as one torch.compile'd "
-        "function, memories/ebmm/compiled.py); first_step_s holds its compilation (every row's first_step_s is its "
-        "first, untimed step); its plain step runs without compilation; no allocator pairs (each child process "
-        "would compile anew), so total_speedup = speedup_vs_plain.",
+        "function, memories/ebmm/compiled.py) or MPLP(compile=True) (each learner cell, forward or forward_parts, "
+        "through torch.compile, rules/mplp/protocol.py); first_step_s holds its compilation (every row's "
+        "first_step_s is its first, untimed step); its plain step runs without compilation; no allocator pairs "
+        "(each child process would compile anew), so total_speedup = speedup_vs_plain.",
         f"target_met: fraction_of_peak ≥ {TARGET_FRACTION} or total_speedup ≥ {TARGET_SPEEDUP} (issue 15).",
     ]
     if skipped:
