@@ -212,9 +212,8 @@ def test_compiled_training_resumes_exactly(tmp_path):
         return losses
 
     full = run(tmp_path / "full")
-    assert (
-        compiled.compiled_meta_loss._compiled is not None and not compiled.compiled_meta_loss.failed
-    )  # trained compiled, not on the plain path
+    step = compiled.compiled_meta_loss
+    assert step._compiled is not None and not step.failed  # trained compiled, not on the plain path
     first = run(tmp_path / "split", kill_after=3)
     second = run(tmp_path / "split", resume=True)
     assert len(full) == 4 and first[:2] + second == full

@@ -27,7 +27,7 @@ size, on random data of the benchmark's shapes (a step's cost does not depend on
 - ``compiled`` rows: EBMM again with ``memory.compile = true`` (write, read and loss as one ``torch.compile``'d
   function, ``memories/ebmm/compiled.py``): strings in every preset, conv (a compilation of ~15 minutes on this
   CPU at the quick size, more at the paper size) in full only, so that the cpu preset runs in about an hour on this
-  2-core machine; MPLP again with ``MPLP(compile=True)`` (its learner cells compiled, ~35 s) in every preset;
+  2-core machine; MPLP again with ``MPLP(compile=True)`` (its learner cells compiled, 33-71 s) in every preset;
   ``first_step_s`` (every row's first, untimed step) holds the compilation;
 - ``target_met``: ``fraction_of_peak`` ≥ 0.3, or ``total_speedup`` ≥ 3 (issue 15's per-family target).
 
@@ -106,9 +106,8 @@ class Case:
     loop: bool = False  # a batched write rule: measure batched vs per-episode loop
     episodes: int = 0
     length: int = 0
-    compiled: bool = (
-        False  # trains through torch.compile (EBMM's ``compile``, MPLP's): no fresh-process allocator pairs
-    )
+    # trains through torch.compile (EBMM's ``compile``, MPLP's): no fresh-process allocator pairs
+    compiled: bool = False
 
     @property
     def name(self) -> str:

@@ -399,7 +399,7 @@ class MPLP(nn.Module):
             plain path (``fast=False``) uses ``torch.tanh``.
         compile: run each learner's cell (``forward`` / ``forward_parts``) through ``torch.compile``
             (``engramlab.nn.fast.Compiled``, issue 15): the same math, its elementwise chains fused. On this
-            2-core CPU the MPLP-MNIST outer step (144-50-10, GRU learners) ran 1.35× faster after ~35 s of
+            2-core CPU the MPLP-MNIST outer step (144-50-10, GRU learners) ran 1.17-1.35× faster after 33-71 s of
             compilation (one thread, fresh inductor cache; the whole ``step`` compiled gained 1.26× for 77 s):
             worth it for runs of more than ~100 outer steps, so off by default. Cells compile anew per shape
             until torch marks the sizes dynamic; a failed compilation falls back to the eager cells (one
@@ -478,10 +478,8 @@ class MPLP(nn.Module):
         for mod in self.modules():
             if isinstance(mod, Learner):
                 mod.fast = fast
-        self.compile_cells, self._cells = (
-            compile,
-            {},
-        )  # (learner id, parts?) -> Compiled cell (``nn.Module.compile`` is a method)
+        # not ``self.compile``: ``nn.Module.compile`` is a method; _cells: (learner id, parts?) -> Compiled cell
+        self.compile_cells, self._cells = compile, {}
         self.residual, self.learned, self._calibrating = residual, learned or not residual, False
         if residual:
             if residual_derivative not in _DERIVATIVES:
