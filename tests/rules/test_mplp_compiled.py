@@ -35,19 +35,43 @@ def _assert_same(model, batch, tol):
         assert float((grads[name] - g).abs().max()) <= tol * float(g.abs().max().clamp_min(1.0)), name
 
 
-def test_every_learner_call_goes_through_its_cell(monkeypatch):
-    """With compile on, each learner (loss, activation, weight, bias) runs through one ``Compiled`` cell per call
-    kind; ``torch.compile`` itself is replaced by the identity here (the slow test below compiles)."""
-    monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)
+def test_every_weight_learner_call_goes_through_its_cell(monkeypatch):
+    """With compile on, each weight learner runs through one ``Compiled`` cell (its ``cell_parts``, cut to
+    ``out_dim`` outside the compiled function); the per-node learners (loss, activation, bias) stay eager.
+    ``torch.compile`` itself records what it was given and returns it (the slow test below compiles)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: compiled.append(fn) or fn)
     model = _model(True)
     batch = SinusoidSource(steps=2, shots=4, tasks=2, test_points=3).batch(0)
     _assert_same(model, batch, tol=0.0)  # the identity "compilation": exactly the eager cells
     cells = model.rule._cells
-    assert all(isinstance(c, Compiled) and c._compiled is not None for c in cells.values())
-    kinds = {(type(model.rule._wl(0)).__name__, parts) for (_, parts) in cells}
-    assert kinds == {("GRULearner", True), ("GRULearner", False)}
-    assert len(cells) == 6  # loss, act, 2 bias learners (forward), 2 weight learners (forward_parts): per layer
+    assert len(cells) == 2 and all(isinstance(c, Compiled) and c._compiled is not None for c in cells.values())
+    weight_learners = [model.rule._wl(i) for i in range(2)]
+    assert sorted(cells) == sorted(id(w) for w in weight_learners)
+    assert [fn.__func__ for fn in compiled] == [type(weight_learners[0]).cell_parts] * 2
+    assert all(fn.__self__ in weight_learners for fn in compiled)
     assert _model(False).rule._cells == {}  # off by default: no cells
+
+
+@pytest.mark.parametrize("learner", ["gru", "mlp"])
+def test_a_cell_cut_by_its_head_is_the_learner(learner):
+    """``head(cell_parts(...))`` is ``forward_parts`` and ``head(cell(...))`` is ``forward``; a GRU cell returns
+    its whole carry (wider than the output), an MLP cell exactly its output."""
+    torch.manual_seed(0)
+    net = _model(False, learner=learner).rule._wl(0)
+    parts = [torch.randn(2, 3, 1, 4, net.in_dim - 2), torch.randn(2, 1, 5, 4, 1), torch.randn(2, 3, 5, 1, 1)]
+    state = net.init_state((2, 5, 4), parts[0])
+    y, new_state = net.cell_parts(parts, state)
+    assert y.shape[-1] == (net.state_dim if learner == "gru" else net.out_dim)
+    out, head_state = net.head((y, new_state))
+    ref_out, ref_state = net.forward_parts(parts, state)
+    assert out.shape == (2, 3, 5, 4, net.out_dim) and torch.equal(out, ref_out)
+    assert (head_state is None and ref_state is None) or torch.equal(head_state, ref_state)
+    features = torch.cat([p.expand(2, 3, 5, 4, p.shape[-1]) for p in parts], -1)
+    full_out, full_state = net(features, state)
+    torch.testing.assert_close(full_out, out, rtol=1e-5, atol=1e-6)  # separable vs concatenated first layer
+    if learner == "gru":
+        torch.testing.assert_close(full_state, head_state, rtol=1e-5, atol=1e-6)
 
 
 def test_a_failed_compilation_runs_the_eager_cells(monkeypatch, caplog):

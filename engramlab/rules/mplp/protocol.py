@@ -215,6 +215,11 @@ class Learner(nn.Module):
 
     ``forward_parts(parts, state)`` computes the same from the feature blocks ``parts`` (each broadcastable
     to (B, N, *nodes, f_k), concatenated in order along the last dimension) without materialising them.
+    Subclasses implement ``cell`` (and ``cell_parts`` where the blocks save work): they return ``(y, new_state)``
+    whose ``y`` may be wider than the output (a GRU returns its whole carry); :meth:`head` cuts it to ``out_dim``.
+    ``MPLP(compile=True)`` compiles the cells and cuts outside them: inside a compiled cell, the backward of
+    that 5-of-7 slice mixed widths in one fused kernel, and inductor (torch 2.13) then ran an 8-long reduction
+    in parallel inside a serial 7200-long loop: kernels 4-10× slower on two threads than on one (issue 15).
     """
 
     in_dim: int
@@ -225,9 +230,23 @@ class Learner(nn.Module):
     def init_state(self, shape: Sequence[int], like: Tensor) -> Tensor | None:
         return None
 
-    def forward_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def cell(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def cell_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, Tensor | None]:
         shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-        return self(torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1), state)
+        return self.cell(torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1), state)
+
+    def head(self, result: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
+        """``(y, new_state)`` of a cell -> ``(y[..., :out_dim], new_state)`` (no slice when already that wide)."""
+        y, new_state = result
+        return (y if y.shape[-1] == self.out_dim else y[..., : self.out_dim]), new_state
+
+    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return self.head(self.cell(features, state))
+
+    def forward_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return self.head(self.cell_parts(parts, state))
 
 
 class MLPLearner(Learner):
@@ -238,10 +257,10 @@ class MLPLearner(Learner):
         self.in_dim, self.out_dim = in_dim, out_dim
         self.net = _mlp(in_dim, out_dim, hidden, "relu", final_tanh=True)
 
-    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def cell(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, None]:
         return _run(self.net, features, fast=self.fast), None
 
-    def forward_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, None]:
+    def cell_parts(self, parts: Sequence[Tensor], state: Tensor | None) -> tuple[Tensor, None]:
         first = self.net[0]
         return _run(self.net, _separable(parts, first.weight, first.bias), start=1, fast=self.fast), None
 
@@ -273,31 +292,29 @@ class GRULearner(Learner):
     def init_state(self, shape: Sequence[int], like: Tensor) -> Tensor:
         return like.new_zeros(*shape, self.state_dim)
 
-    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
-        c = state.unsqueeze(1)  # (B, 1, *nodes, H): one carry per node, broadcast over the minibatch
-        gates = _dense(features, self.gates_x.weight, self.gates_x.bias) + _dense(c, self.gates_c.weight, None)
-        u, r = torch.sigmoid(gates).chunk(2, dim=-1)  # eqs. 10-11
-        mx, mc = _run(self.mlp_x, features, fast=self.fast), _run(self.mlp_c, c * r, fast=self.fast)
-        cand = _tanh(mx + mc + self.bias_n, self.fast)
-        new_c = u * c + (1 - u) * cand  # eq. 12
-        return new_c[..., : self.out_dim], new_c.mean(1)
+    def cell(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cell_parts([features], state)
 
-    def forward_parts(self, parts: Sequence[Tensor], state: Tensor) -> tuple[Tensor, Tensor]:
-        """As :meth:`forward` on the feature blocks ``parts``, computed without redundancy (same math).
+    def cell_parts(self, parts: Sequence[Tensor], state: Tensor) -> tuple[Tensor, Tensor]:
+        """(new carry (B, N, *nodes, H), its mean over N) from the feature blocks ``parts`` (same math as eqs. 10-12).
 
         The carry c is one per node (B, *nodes, H), so its gate term W_c·c is computed per node, not per
         (example, node); the input terms of the gates and of MLP_x's first layer are separable over the
         feature blocks (:func:`_separable`). Only MLP_c(c·r) and the layers after the first need the full
-        (B, N, *nodes, ·) size.
+        (B, N, *nodes, ·) size. u and r come from their own row blocks of the gate weights rather than from a
+        chunked (…, 2H) tensor: compiled, a kernel reading H-wide slices of 2H-wide rows could not merge its
+        dimensions and hit the slow inductor loop of :class:`Learner` (eager: the same time).
         """
         c = state.unsqueeze(1)  # (B, 1, *nodes, H)
-        gates_c = _dense(c, self.gates_c.weight, None)
-        u, r = torch.sigmoid(_separable(parts, self.gates_x.weight, self.gates_x.bias, gates_c)).chunk(2, -1)
+        h = self.state_dim
+        w_x, b_x, w_c = self.gates_x.weight, self.gates_x.bias, self.gates_c.weight
+        u = torch.sigmoid(_separable(parts, w_x[:h], b_x[:h], _dense(c, w_c[:h], None)))  # eq. 10
+        r = torch.sigmoid(_separable(parts, w_x[h:], b_x[h:], _dense(c, w_c[h:], None)))  # eq. 11
         first = self.mlp_x[0]
         mx = _run(self.mlp_x, _separable(parts, first.weight, first.bias), start=1, fast=self.fast)  # eq. 12
         cand = _tanh(mx + _run(self.mlp_c, c * r, fast=self.fast) + self.bias_n, self.fast)
         new_c = cand + u * (c - cand)  # eq. 12: u·c + (1 − u)·cand
-        return new_c[..., : self.out_dim], new_c.mean(1)
+        return new_c, new_c.mean(1)
 
 
 class Standardizer(nn.Module):
@@ -478,7 +495,7 @@ class MPLP(nn.Module):
         for mod in self.modules():
             if isinstance(mod, Learner):
                 mod.fast = fast
-        # not ``self.compile``: ``nn.Module.compile`` is a method; _cells: (learner id, parts?) -> Compiled cell
+        # not ``self.compile``: ``nn.Module.compile`` is a method; _cells: weight learner id -> Compiled cell
         self.compile_cells, self._cells = compile, {}
         self.residual, self.learned, self._calibrating = residual, learned or not residual, False
         if residual:
@@ -551,14 +568,18 @@ class MPLP(nn.Module):
     def _norm(self, mods: nn.ModuleList, i: int) -> nn.Module:
         return mods[min(i, len(mods) - 1)]
 
-    def _cell(self, learner: Learner, parts: bool = False) -> Callable[..., tuple[Tensor, Tensor | None]]:
-        """``learner.forward_parts`` (``parts``) or ``learner``, through ``torch.compile`` when ``compile`` is set."""
+    def _weight_cell(self, learner: Learner) -> Callable[..., tuple[Tensor, Tensor | None]]:
+        """``learner.forward_parts``; with ``compile`` set, ``learner.cell_parts`` through ``torch.compile``, its
+        output cut to ``out_dim`` outside it (see :class:`Learner`). Only the weight learners are compiled: the
+        others run per node, not per synapse (a few hundred rows), where a compiled call's fixed cost exceeds
+        what fusion saves (every cell compiled: 0.98-1.10× the plain MPLP-MNIST quick step, against
+        1.15-1.19× for the weight learners alone)."""
         if not self.compile_cells:
-            return learner.forward_parts if parts else learner
-        key = (id(learner), parts)
-        if key not in self._cells:
-            self._cells[key] = Compiled(learner.forward_parts if parts else learner.forward, "MPLP learner")
-        return self._cells[key]
+            return learner.forward_parts
+        if id(learner) not in self._cells:
+            self._cells[id(learner)] = Compiled(learner.cell_parts, "MPLP weight learner")
+        cell = self._cells[id(learner)]
+        return lambda *args: learner.head(cell(*args))
 
     # -------------------------------------------------------------------------------------- step
     def step(
@@ -593,7 +614,7 @@ class MPLP(nn.Module):
         if learned:
             # loss node (eq. 6): [loss_n, ŷ_k, y_k] per output unit -> message (B, N, n_out, M)
             feats = torch.stack([losses.unsqueeze(-1).expand(-1, -1, n_out), pred, y.to(out.dtype)], dim=-1)
-            msg, new_state["loss"][0] = self._cell(self.loss_learner)(self._std(self.loss_std, feats), state["loss"][0])
+            msg, new_state["loss"][0] = self.loss_learner(self._std(self.loss_std, feats), state["loss"][0])
         if res:  # the SGD rule's error dL_n/dŷ_k in channel 0, plus the gated learned message
             err = pred - y.to(out.dtype) if loss == "ce" else 2.0 * (out - y) / n_out
             msg = _residual(err, msg, self._gain(self.gain_loss), m)
@@ -608,11 +629,11 @@ class MPLP(nn.Module):
                 parts = [msg.unsqueeze(2), w.unsqueeze(1).unsqueeze(-1), h.unsqueeze(-1).unsqueeze(-1)]
                 if self.normalize:
                     parts = self._norm(self.w_std, i).forward_parts(parts)
-                wout, new_state["weight"][i] = self._cell(self._wl(i), parts=True)(parts, state["weight"][i])
+                wout, new_state["weight"][i] = self._weight_cell(self._wl(i))(parts, state["weight"][i])
                 dw = wout[..., m].mean(1)  # eq. 8: average over the minibatch
                 bf = torch.cat([msg, b.unsqueeze(1).unsqueeze(-1).expand(bsz, nb, n_o, 1)], dim=-1)
                 bf = self._std(self._norm(self.b_std, i), bf)
-                bout, new_state["bias"][i] = self._cell(self._bl(i))(bf, state["bias"][i])
+                bout, new_state["bias"][i] = self._bl(i)(bf, state["bias"][i])
                 db = bout[..., 0].mean(1)
                 if self.normalize:
                     dw = self._norm(self.w_scale, i)(dw, w)
@@ -637,7 +658,7 @@ class MPLP(nn.Module):
                 if learned:
                     af = torch.cat([msg, pre[i - 1].unsqueeze(-1)], dim=-1)
                     af = self._std(self.act_std, af)
-                    msg, new_state["act"][i - 1] = self._cell(self.act_learner)(af, state["act"][i - 1])
+                    msg, new_state["act"][i - 1] = self.act_learner(af, state["act"][i - 1])
                 if res:  # channel 0: m⁰·σ'(z) with the rule's own derivative of the stored pre-activation
                     deriv = _DERIVATIVES[self.residual_derivative](pre[i - 1])
                     msg = _residual(back[..., 0] * deriv, msg if learned else None, self._gain(self.gain_act), m)
@@ -658,7 +679,7 @@ class _Fn(Learner):
         super().__init__()
         self.fn, self.in_dim, self.out_dim = fn, in_dim, out_dim
 
-    def forward(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, None]:
+    def cell(self, features: Tensor, state: Tensor | None) -> tuple[Tensor, None]:
         return self.fn(features), None
 
 
