@@ -681,7 +681,7 @@ def throughput(ctx: BenchContext) -> BenchResult:
         f"this process: kept memory {'on' if kept else 'off'}. "
         "total_speedup = speedup_vs_plain × allocator_speedup.",
         "compiled rows: the same case with memory.compile = true (EBMM: write, read and loss as one torch.compile'd "
-        "function, memories/ebmm/compiled.py) or MPLP(compile=True) (each learner cell, forward or forward_parts, "
+        "function, memories/ebmm/compiled.py) or MPLP(compile=True) (each weight learner's cell_parts "
         "through torch.compile, rules/mplp/protocol.py); first_step_s holds its compilation (every row's "
         "first_step_s is its first, untimed step); its plain step runs without compilation; no allocator pairs "
         "(each child process would compile anew), so total_speedup = speedup_vs_plain.",

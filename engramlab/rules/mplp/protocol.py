@@ -414,13 +414,15 @@ class MPLP(nn.Module):
         learners: optional hand-set learners dict {"loss", "act", "weight": [per layer], "bias": [per layer]}.
         fast: compute the learners' tanh as 2σ(2z) − 1 (:class:`_SigmoidTanh`, same math to ~2e-7); the
             plain path (``fast=False``) uses ``torch.tanh``.
-        compile: run each learner's cell (``forward`` / ``forward_parts``) through ``torch.compile``
-            (``engramlab.nn.fast.Compiled``, issue 15): the same math, its elementwise chains fused. On this
-            2-core CPU the MPLP-MNIST outer step (144-50-10, GRU learners) ran 1.17-1.35× faster after 33-71 s of
-            compilation (one thread, fresh inductor cache; the whole ``step`` compiled gained 1.26× for 77 s):
-            worth it for runs of more than ~100 outer steps, so off by default. Cells compile anew per shape
-            until torch marks the sizes dynamic; a failed compilation falls back to the eager cells (one
-            warning); ``fast_paths(False)`` runs them eagerly.
+        compile: run each weight learner's ``cell_parts`` through ``torch.compile`` (``engramlab.nn.fast.Compiled``,
+            issue 15), its output cut to ``out_dim`` outside the compiled function; the loss, activation and bias
+            learners stay eager. The same math, its elementwise chains fused. On this 2-core CPU the MPLP-MNIST
+            outer step (144-50-10, GRU learners) ran 1.18× faster on one thread after 46 s of compilation and
+            1.15× on two after 53 s (at B = 4, 1.19× after 50 s): worth it for runs of more than ~200-400 outer
+            steps, so off by default. Compiling every learner's cell gained less (0.98-1.10× on two threads):
+            inductor parallelises the short reductions of cells narrower than 16 lanes inside their serial loops.
+            Cells compile anew per shape until torch marks the sizes dynamic; a failed compilation falls back to
+            the eager cells (one warning); ``fast_paths(False)`` runs them eagerly.
         residual: **departure from paper 004** (issue 14, "a rule that starts as a learner"): every node adds
             its learned output, times a meta-trained gain that starts at 0, to the hand-set SGD rule
             (:func:`hand_set_sgd`): message channel 0 carries the back-propagated error, the weight/bias
